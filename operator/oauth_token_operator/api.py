@@ -1,0 +1,401 @@
+"""The ``OAuthClientCredential`` API (v1alpha1) as pydantic models: the single source of truth.
+
+``crdgen`` renders ``crds/*.yaml`` from these models, the operator parses live objects with them, and the
+``token`` command validates files with them, so the three can never disagree. Descriptions here become
+``kubectl explain`` text: write them for users. Rules that span fields are written twice on purpose, once as
+CEL (``x-kubernetes-validations``, enforced by the API server at apply time) and once as a pydantic validator
+(enforced for ``token -f FILE`` and for objects created before the rule existed); a unit test checks both.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "REFRESH_ANNOTATION",
+    "SHORT_NAME",
+    "TEMPLATE_PLACEHOLDERS",
+    "VERSION",
+    "AuthMethod",
+    "CABundleRef",
+    "ClientCredentialsSecretRef",
+    "Condition",
+    "LocalObjectRef",
+    "OAuthClientCredential",
+    "OAuthClientCredentialSpec",
+    "OAuthClientCredentialStatus",
+    "ObjectMeta",
+    "RefreshPolicy",
+    "RolloutRestartTarget",
+    "SecretKeyRef",
+    "SigningAlgorithm",
+    "TLSConfig",
+    "TargetSecret",
+    "TargetTemplate",
+    "parse_duration",
+]
+
+GROUP = "oauth-token-operator.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "OAuthClientCredential"
+PLURAL = "oauthclientcredentials"
+SINGULAR = "oauthclientcredential"
+SHORT_NAME = "occ"
+REFRESH_ANNOTATION = f"{GROUP}/refresh"
+
+# RFC 3986 scheme + something that could be a host; finer checks (http vs https) happen in the operator,
+# because whether plain http is allowed is an operator setting, not a property of the resource.
+URL_PATTERN = r"^https?://[^\s/?#]+([/?#]\S*)?$"
+# A Kubernetes object name (DNS subdomain) and a Secret/ConfigMap data key.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+# Go-style durations as cert-manager accepts them: 90s, 10m, 1h30m.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+# The only names target.template may substitute: plain replacement, never evaluation.
+TEMPLATE_PLACEHOLDERS = ("access_token", "token_type", "expires_at", "scope")
+_PLACEHOLDER_USE = re.compile(r"\$\{([^}]*)\}")
+
+
+class _Model(BaseModel):
+    # Unknown fields are an error: a typo such as `scope:` for `scopes:` must not be silently ignored.
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", use_enum_values=False)
+
+
+class AuthMethod(StrEnum):
+    """How the client authenticates to the token endpoint (RFC 6749 §2.3, RFC 7523, RFC 8705)."""
+
+    CLIENT_SECRET_BASIC = "client_secret_basic"
+    CLIENT_SECRET_POST = "client_secret_post"
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    TLS_CLIENT_AUTH = "tls_client_auth"
+
+
+class SigningAlgorithm(StrEnum):
+    """JWS algorithms for ``private_key_jwt`` client assertions."""
+
+    RS256 = "RS256"
+    RS384 = "RS384"
+    RS512 = "RS512"
+    PS256 = "PS256"
+    PS384 = "PS384"
+    PS512 = "PS512"
+    ES256 = "ES256"
+    ES384 = "ES384"
+    ES512 = "ES512"
+
+
+class ClientCredentialsSecretRef(_Model):
+    """A Secret in the resource's own namespace holding the client ID (and secret)."""
+
+    name: str = Field(description="Name of the Secret, in the same namespace as this resource.",
+                      pattern=NAME_PATTERN, max_length=253)
+    client_id_key: str = Field("client_id", alias="clientIDKey", pattern=KEY_PATTERN,
+                               description="Key in the Secret holding the client ID (consumer key).")
+    client_secret_key: str = Field("client_secret", alias="clientSecretKey", pattern=KEY_PATTERN,
+                                   description="Key in the Secret holding the client secret (consumer secret). "
+                                               "Not read for private_key_jwt and tls_client_auth.")
+
+
+class SecretKeyRef(_Model):
+    """One key of a Secret in the resource's own namespace."""
+
+    name: str = Field(description="Name of the Secret, in the same namespace as this resource.",
+                      pattern=NAME_PATTERN, max_length=253)
+    key: str = Field("private_key", pattern=KEY_PATTERN,
+                     description="Key in the Secret holding the PEM-encoded private key (RSA or EC).")
+
+
+class LocalObjectRef(_Model):
+    """A Secret in the resource's own namespace."""
+
+    name: str = Field(description="Name of the Secret, in the same namespace as this resource.",
+                      pattern=NAME_PATTERN, max_length=253)
+
+
+class CABundleRef(_Model):
+    """PEM certificates that are trusted in addition to the system roots."""
+
+    kind: Literal["ConfigMap", "Secret"] = Field(
+        "ConfigMap", description="Kind of the object holding the bundle: ConfigMap or Secret.")
+    name: str = Field(description="Name of the ConfigMap or Secret, in the same namespace as this resource.",
+                      pattern=NAME_PATTERN, max_length=253)
+    key: str = Field("ca.crt", pattern=KEY_PATTERN, description="Key holding one or more PEM certificates.")
+
+
+class TLSConfig(_Model):
+    """TLS settings for talking to the token endpoint (and the discovery documents)."""
+
+    ca_bundle_ref: CABundleRef | None = Field(
+        None, alias="caBundleRef",
+        description="A private CA to trust in addition to the system roots (for example a self-signed "
+                    "WSO2 or internal gateway certificate).")
+    client_certificate_secret_ref: LocalObjectRef | None = Field(
+        None, alias="clientCertificateSecretRef",
+        description="A kubernetes.io/tls Secret (tls.crt, tls.key) presented as the client certificate: "
+                    "mutual TLS, required by authMethod tls_client_auth.")
+    insecure_skip_verify: bool = Field(
+        False, alias="insecureSkipVerify",
+        description="Do not verify the server certificate. Tokens can then be stolen by anyone on the path; "
+                    "the Ready message and a Warning Event flag every use. Prefer caBundleRef.")
+
+
+class TargetTemplate(_Model):
+    """Shapes the target Secret for its consumers."""
+
+    data: dict[str, str] | None = Field(
+        None, description="Keys of the target Secret and their values. Values may use ${access_token}, "
+                          "${token_type}, ${expires_at} and ${scope}; nothing else is substituted and nothing "
+                          "is evaluated. When absent the keys access_token, token_type and expires_at are "
+                          "written.")
+    labels: dict[str, str] = Field(default_factory=dict,
+                                   description="Extra labels on the target Secret.")
+    annotations: dict[str, str] = Field(default_factory=dict,
+                                        description="Extra annotations on the target Secret.")
+
+    @field_validator("data")
+    @classmethod
+    def _known_placeholders(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key, text in (value or {}).items():
+            unknown = sorted(set(_PLACEHOLDER_USE.findall(text)) - set(TEMPLATE_PLACEHOLDERS))
+            if unknown:
+                raise ValueError(f"target.template.data[{key}] uses unknown placeholder(s) "
+                                 f"{', '.join('${' + u + '}' for u in unknown)}; "
+                                 f"only {', '.join('${' + p + '}' for p in TEMPLATE_PLACEHOLDERS)} exist")
+        return value
+
+
+class TargetSecret(_Model):
+    """The Secret the operator creates, owns and keeps up to date."""
+
+    secret_name: str = Field(alias="secretName", pattern=NAME_PATTERN, max_length=253,
+                             description="Name of the Secret to write, in the same namespace. The operator "
+                                         "creates it and never takes over a Secret it did not create.")
+    template: TargetTemplate | None = Field(None, description="Optional shape of the Secret's data, labels "
+                                                              "and annotations.")
+
+
+class RolloutRestartTarget(_Model):
+    """A workload restarted (like ``kubectl rollout restart``) after each new token."""
+
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = Field(
+        description="Kind of the workload: Deployment, StatefulSet or DaemonSet.")
+    name: str = Field(pattern=NAME_PATTERN, max_length=253,
+                      description="Name of the workload, in the same namespace.")
+
+
+class RefreshPolicy(_Model):
+    """When to request a new token. At most one of renewBefore and renewBeforePercentage."""
+
+    renew_before: str | None = Field(
+        None, alias="renewBefore", pattern=DURATION_PATTERN,
+        description="Request a new token this long before the current one expires (Go duration, e.g. "
+                    "10m). Clamped so that at least a tenth of the lifetime passes between requests.")
+    renew_before_percentage: int | None = Field(
+        None, alias="renewBeforePercentage", ge=5, le=90,
+        description="Request a new token when this percentage of its lifetime remains. Default 33 (a "
+                    "token is refreshed after about two thirds of its lifetime), with a little jitter.")
+    default_lifetime: str | None = Field(
+        None, alias="defaultLifetime", pattern=DURATION_PATTERN,
+        description="Lifetime assumed for tokens whose response has no expires_in and that are not JWTs "
+                    "with exp. Default: the operator setting defaultTokenLifetime (1h).")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RefreshPolicy:
+        if self.renew_before is not None and self.renew_before_percentage is not None:
+            raise ValueError("set at most one of renewBefore and renewBeforePercentage")
+        return self
+
+
+class OAuthClientCredentialSpec(_Model):
+    """Where and how to request a client_credentials token, and where to keep it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "has(self.tokenURL) != has(self.issuerURL)",
+                 "message": "set exactly one of tokenURL and issuerURL"},
+                {"rule": "!has(self.authMethod) || self.authMethod != 'private_key_jwt' "
+                         "|| has(self.privateKeySecretRef)",
+                 "message": "authMethod private_key_jwt needs privateKeySecretRef"},
+                {"rule": "!has(self.authMethod) || self.authMethod != 'tls_client_auth' "
+                         "|| (has(self.tls) && has(self.tls.clientCertificateSecretRef))",
+                 "message": "authMethod tls_client_auth needs tls.clientCertificateSecretRef"},
+            ]
+        }
+    )
+
+    token_url: str | None = Field(
+        None, alias="tokenURL", pattern=URL_PATTERN, max_length=2048,
+        description="The token endpoint (e.g. https://idp.example.com/oauth2/token). Exactly one of tokenURL "
+                    "and issuerURL. Plain http:// is refused unless the operator allows insecure HTTP.")
+    issuer_url: str | None = Field(
+        None, alias="issuerURL", pattern=URL_PATTERN, max_length=2048,
+        description="An OAuth 2.0 / OpenID Connect issuer; the token endpoint is found through RFC 8414 "
+                    "(/.well-known/oauth-authorization-server) or OpenID discovery "
+                    "(/.well-known/openid-configuration). Exactly one of tokenURL and issuerURL.")
+    client_credentials_secret_ref: ClientCredentialsSecretRef = Field(
+        alias="clientCredentialsSecretRef",
+        description="The Secret holding the client ID and secret, in the same namespace.")
+    auth_method: AuthMethod = Field(
+        AuthMethod.CLIENT_SECRET_BASIC, alias="authMethod",
+        description="Client authentication: client_secret_basic (HTTP Basic, the default), client_secret_post "
+                    "(credentials in the form body), private_key_jwt (RFC 7523 signed assertion) or "
+                    "tls_client_auth (RFC 8705 mutual TLS).")
+    private_key_secret_ref: SecretKeyRef | None = Field(
+        None, alias="privateKeySecretRef",
+        description="The PEM private key (RSA or EC) that signs private_key_jwt assertions.")
+    signing_algorithm: SigningAlgorithm | None = Field(
+        None, alias="signingAlgorithm",
+        description="JWS algorithm for private_key_jwt. Default: RS256 for RSA keys, ES256/ES384/ES512 for "
+                    "EC keys by curve.")
+    signing_key_id: str | None = Field(
+        None, alias="signingKeyID", max_length=256,
+        description="The kid header of private_key_jwt assertions: the key's id in the JWKS registered with "
+                    "the server, for servers that hold several keys per client.")
+    assertion_audience: str | None = Field(
+        None, alias="assertionAudience", max_length=2048,
+        description="The aud claim of private_key_jwt assertions. Default: the token endpoint URL. Some "
+                    "servers want the issuer instead.")
+    scopes: list[str] = Field(default_factory=list,
+                              description="Scopes to request, sent space-separated in the scope parameter "
+                                          "(e.g. api://app/.default for Entra ID).")
+    audience: str | None = Field(None, max_length=2048,
+                                 description="Sent as the audience parameter (Auth0 and others).")
+    resources: list[str] = Field(default_factory=list,
+                                 description="Sent as repeated resource parameters (RFC 8707).")
+    extra_params: dict[str, str] = Field(
+        default_factory=dict, alias="extraParams",
+        description="Any other form parameters, e.g. WSO2's validity_period. May not override grant_type, "
+                    "client_id, client_secret, client_assertion, client_assertion_type, scope, audience or "
+                    "resource.")
+    tls: TLSConfig | None = Field(None, description="TLS settings for the token endpoint.")
+    target: TargetSecret = Field(description="The Secret that receives the token.")
+    refresh_policy: RefreshPolicy | None = Field(
+        None, alias="refreshPolicy", description="When to request a new token; defaults suit most users.")
+    rollout_restart_targets: list[RolloutRestartTarget] = Field(
+        default_factory=list, alias="rolloutRestartTargets",
+        description="Workloads that read the token from environment variables or subPath mounts (which never "
+                    "update): each gets a rollout restart after every new token. Restarts cost pod churn; "
+                    "prefer plain volume mounts, which the kubelet updates within about a minute.")
+
+    @field_validator("extra_params")
+    @classmethod
+    def _no_reserved_params(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(set(value) & RESERVED_PARAMS)
+        if reserved:
+            raise ValueError(f"extraParams may not set {', '.join(reserved)}: use the dedicated fields")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> OAuthClientCredentialSpec:
+        if (self.token_url is None) == (self.issuer_url is None):
+            raise ValueError("set exactly one of tokenURL and issuerURL")
+        if self.auth_method is AuthMethod.PRIVATE_KEY_JWT and self.private_key_secret_ref is None:
+            raise ValueError("authMethod private_key_jwt needs privateKeySecretRef")
+        if self.auth_method is AuthMethod.TLS_CLIENT_AUTH and (
+            self.tls is None or self.tls.client_certificate_secret_ref is None
+        ):
+            raise ValueError("authMethod tls_client_auth needs tls.clientCertificateSecretRef")
+        return self
+
+
+# Form parameters the operator sets itself; extraParams may not smuggle in a second copy.
+RESERVED_PARAMS = frozenset({
+    "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type",
+    "scope", "audience", "resource",
+})
+
+
+class Condition(_Model):
+    """A Kubernetes API convention condition."""
+
+    type: str = Field(description="Type of the condition; Ready is the one that matters.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason, e.g. TokenIssued or InvalidClient.")
+    message: str = Field("", description="What happened and what happens next, for humans.")
+    last_transition_time: datetime | None = Field(None, alias="lastTransitionTime",
+                                                  description="When status last changed.")
+    observed_generation: int | None = Field(None, alias="observedGeneration",
+                                            description="The spec generation the condition describes.")
+
+
+class OAuthClientCredentialStatus(_Model):
+    """What the operator observed and did; written only by the operator."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    conditions: list[Condition] = Field(default_factory=list, description="Ready and its reason.")
+    expires_at: datetime | None = Field(None, alias="expiresAt",
+                                        description="When the token now in the target Secret expires.")
+    expiry_source: Literal["expires_in", "jwt_exp", "default"] | None = Field(
+        None, alias="expirySource",
+        description="Where expiresAt came from: the response's expires_in, the JWT's exp claim, or the "
+                    "default lifetime (the server said nothing).")
+    last_refresh_time: datetime | None = Field(None, alias="lastRefreshTime",
+                                               description="When the current token was issued to us.")
+    next_refresh_time: datetime | None = Field(None, alias="nextRefreshTime",
+                                               description="When the operator will next request a token.")
+    consecutive_failures: int = Field(0, alias="consecutiveFailures",
+                                      description="Failed token requests since the last success.")
+    token_endpoint: str | None = Field(None, alias="tokenEndpoint",
+                                       description="The token endpoint in use (found by discovery when "
+                                                   "issuerURL is set).")
+    scope: str | None = Field(None, description="The scope the server granted, when it said.")
+    observed_generation: int | None = Field(None, alias="observedGeneration",
+                                            description="The spec generation last acted on.")
+    inputs_hash: str | None = Field(
+        None, alias="inputsHash",
+        description="Identifies the spec, refresh annotation and referenced objects' versions the last token "
+                    "request used (a hash of versions, never of secret values); a change requests a new token.")
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata the operator reads."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    generation: int = 0
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("annotations", "labels", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class OAuthClientCredential(BaseModel):
+    """Keeps an OAuth 2.0 client_credentials access token fresh in a Secret."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    api_version: Literal["oauth-token-operator.dev/v1alpha1"] = Field(
+        "oauth-token-operator.dev/v1alpha1", alias="apiVersion")
+    kind: Literal["OAuthClientCredential"] = "OAuthClientCredential"
+    metadata: ObjectMeta
+    spec: OAuthClientCredentialSpec
+    status: OAuthClientCredentialStatus = Field(default_factory=OAuthClientCredentialStatus)
+
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as ``1h30m`` (the format cert-manager users already write)."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 10m, 1h30m)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))

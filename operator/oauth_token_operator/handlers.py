@@ -1,0 +1,91 @@
+"""The Kopf registrations: the only module that imports kopf, and deliberately thin.
+
+* one async daemon per resource runs the refresh loop (``reconcile.Refresher``) and sleeps in between; Kopf
+  starts it for every existing resource on start-up (no token request while the stored one is fresh), stops it
+  on deletion (cancelled at once: the target Secret goes by ownerReference garbage collection, so there is
+  nothing to clean up even when the token endpoint is down), and pauses it when another replica leads;
+* event handlers (which Kopf neither persists nor retries) wake the workers concerned when the resource, a
+  Secret or a ConfigMap changes.
+
+Daemons are async on purpose: sync daemons would each hold one of a handful of threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from . import api
+from .app import App
+
+__all__ = ["register"]
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Attach the handlers to ``registry`` (a fresh one per operator run, so tests can run several)."""
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as the official client: in-cluster service account or KUBECONFIG.
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return info
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=api.GROUP, key="last-handled-configuration")
+        # We post our own, precise Events from one place; Kopf's would duplicate them with tracebacks.
+        settings.posting.enabled = False
+        settings.posting.level = logging.CRITICAL
+
+    @kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, id="token", registry=registry,
+                 cancellation_timeout=5.0)
+    async def keep_token_fresh(body: kopf.Body, meta: kopf.Meta, uid: str, memo: kopf.Memo,
+                               stopped: kopf.DaemonStopped, **_: Any) -> None:
+        app: App = memo["app"]
+        worker = app.workers.open(uid)
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        try:
+            while not stopped:
+                due = await app.refresher.run(_plain(body), worker)
+                target = (body.get("spec") or {}).get("target", {}).get("secretName", "")
+                app.workers.track(uid, namespace, worker, target)
+                await app.workers.sleep_until(uid, due)
+        finally:
+            app.workers.close(uid)
+            app.metrics.forget_resource(namespace=namespace, name=name)
+
+    @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, registry=registry)
+    async def resource_event(body: kopf.Body, meta: kopf.Meta, uid: str, memo: kopf.Memo, **_: Any) -> None:
+        app: App = memo["app"]
+        refresh = (meta.get("annotations") or {}).get(api.REFRESH_ANNOTATION, "")
+        app.workers.resource_changed(uid, int(meta.get("generation") or 0), refresh)
+
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    async def secret_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+        _object_event(memo, "Secret", type, meta)
+
+    @kopf.on.event("", "v1", "configmaps", registry=registry)
+    async def configmap_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+        _object_event(memo, "ConfigMap", type, meta)
+
+    @kopf.on.cleanup(registry=registry)
+    async def close(memo: kopf.Memo, **_: Any) -> None:
+        app: App = memo["app"]
+        await app.close()
+
+
+def _object_event(memo: kopf.Memo, kind: str, event_type: str | None, meta: kopf.Meta) -> None:
+    app: App = memo["app"]
+    version = None if event_type == "DELETED" else meta.get("resourceVersion")
+    app.workers.object_changed(meta.get("namespace", ""), kind, meta.get("name", ""), version)
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """A snapshot of Kopf's live body (it changes under our feet while we await)."""
+    keys = ("apiVersion", "kind", "metadata", "spec", "status")
+    return {key: body[key] for key in keys if body.get(key) is not None}

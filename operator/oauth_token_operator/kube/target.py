@@ -1,0 +1,142 @@
+"""What the target Secret contains, and what an existing one tells us. Pure functions, no I/O.
+
+The target Secret is ours only if it carries our managed-by label *and* an ownerReference to this very
+resource (uid): a Secret that merely has the right name is someone else's, and we report the clash
+(``TargetSecretConflict``) instead of overwriting it. Besides the token, the Secret's annotations record when
+the token was issued and expires and which inputs it was requested with, so that a restarted operator (or one
+whose status was lost) resumes the schedule instead of asking for a new token.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..api import GROUP, TEMPLATE_PLACEHOLDERS, OAuthClientCredential
+from ..errors import InvalidSpec
+from ..tokens.model import Token
+
+__all__ = [
+    "MANAGED_BY_LABEL",
+    "MANAGED_BY_VALUE",
+    "PLACEHOLDERS",
+    "TargetState",
+    "read_target_state",
+    "render_target_secret",
+    "rfc3339",
+    "substitute",
+]
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "oauth-token-operator"
+ISSUED_AT_ANNOTATION = f"{GROUP}/issued-at"
+EXPIRES_AT_ANNOTATION = f"{GROUP}/expires-at"
+INPUTS_ANNOTATION = f"{GROUP}/inputs-hash"
+PLACEHOLDERS = TEMPLATE_PLACEHOLDERS
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+
+JSON = dict[str, Any]
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, second precision, ``Z`` suffix: what Kubernetes and most parsers expect."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def substitute(template: str, values: dict[str, str]) -> str:
+    """Plain ``${name}`` replacement from the fixed list; anything else is an error, nothing is evaluated."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise InvalidSpec(f"target.template uses ${{{name}}}; only {', '.join(PLACEHOLDERS)} exist")
+        return values[name]
+
+    return _PLACEHOLDER.sub(replace, template)
+
+
+def _data(resource: OAuthClientCredential, token: Token) -> dict[str, str]:
+    values = {
+        "access_token": token.access_token.get_secret_value(),
+        "token_type": token.token_type,
+        "expires_at": rfc3339(token.expires_at),
+        "scope": token.scope or "",
+    }
+    template = resource.spec.target.template
+    if template is None or template.data is None:
+        return {k: values[k] for k in ("access_token", "token_type", "expires_at")}
+    return {key: substitute(value, values) for key, value in template.data.items()}
+
+
+def render_target_secret(resource: OAuthClientCredential, token: Token, inputs: str,
+                         resource_version: str | None = None) -> JSON:
+    """The full target Secret for a new token (a PUT body when ``resource_version`` is given)."""
+    template = resource.spec.target.template
+    labels = {**(template.labels if template else {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    annotations = {
+        **(template.annotations if template else {}),
+        ISSUED_AT_ANNOTATION: rfc3339(token.issued_at),
+        EXPIRES_AT_ANNOTATION: rfc3339(token.expires_at),
+        INPUTS_ANNOTATION: inputs,
+    }
+    metadata: JSON = {
+        "name": resource.spec.target.secret_name,
+        "namespace": resource.metadata.namespace,
+        "labels": labels,
+        "annotations": annotations,
+        "ownerReferences": [{
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "name": resource.metadata.name,
+            "uid": resource.metadata.uid,
+            "controller": True,
+        }],
+    }
+    if resource_version is not None:
+        metadata["resourceVersion"] = resource_version
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in _data(resource, token).items()}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata, "data": data}
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """What an existing target Secret (or its absence) means to the operator."""
+
+    exists: bool
+    ours: bool
+    resource_version: str | None = None
+    issued_at: datetime | None = None
+    expires_at: datetime | None = None
+    inputs: str | None = None
+    has_token: bool = False
+
+
+def read_target_state(secret: JSON | None, owner_uid: str) -> TargetState:
+    if secret is None:
+        return TargetState(exists=False, ours=False)
+    meta = secret.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    owners = meta.get("ownerReferences") or []
+    ours = labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and any(o.get("uid") == owner_uid for o in owners)
+    annotations = meta.get("annotations") or {}
+    return TargetState(
+        exists=True,
+        ours=ours,
+        resource_version=meta.get("resourceVersion"),
+        issued_at=_parse_time(annotations.get(ISSUED_AT_ANNOTATION)),
+        expires_at=_parse_time(annotations.get(EXPIRES_AT_ANNOTATION)),
+        inputs=annotations.get(INPUTS_ANNOTATION),
+        has_token=bool(secret.get("data")),
+    )

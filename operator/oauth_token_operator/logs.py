@@ -1,0 +1,28 @@
+"""Logging set-up: Kopf's formatters (text by default, one JSON object per line with ``log_format=json``).
+
+Every line the operator writes about a resource starts with ``namespace/name``. Libraries that log each HTTP
+request (httpx, urllib3, aiohttp's access log of health probes) are kept at WARNING: their lines add volume,
+not insight, and a chatty debug logger is the classic way a credential ends up in a log file.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from .settings import OperatorSettings
+
+__all__ = ["configure_logging"]
+
+
+def configure_logging(settings: OperatorSettings) -> None:
+    log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=settings.log_level == "DEBUG", log_format=log_format)
+    logging.getLogger().setLevel(settings.log_level)
+    for noisy in ("httpx", "httpcore", "urllib3", "kubernetes", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if settings.log_level != "DEBUG":
+        # Kopf logs every successful event handler call ("Handler ... succeeded"): one line per watch event
+        # on any Secret in the cluster. Our own lines say what happened to each resource instead.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
