@@ -28,8 +28,10 @@ class App:
     @classmethod
     def build(cls, settings: OperatorSettings) -> App:
         metrics = Metrics()
-        kube = KubeClient(load_kube_config(), threads=settings.kube_client_threads,
-                          on_request=lambda verb: metrics.kube_requests.labels(verb=verb).inc())
+        def count(verb: str, resource: str) -> None:
+            metrics.kube_requests.labels(verb=verb, resource=resource).inc()
+
+        kube = KubeClient(load_kube_config(), threads=settings.kube_client_threads, on_request=count)
         tokens = token_client(settings)
         refresher = Refresher(kube=kube, tokens=tokens, health=EndpointHealth(), metrics=metrics,
                               settings=settings)

@@ -50,8 +50,9 @@ class Metrics:
             "oauth_token_operator_consecutive_failures", "Failed token requests since the last success.",
             ["namespace", "name"], registry=self.registry)
         self.kube_requests = Counter(
-            "oauth_token_operator_kube_requests", "Kubernetes API requests made by the refresh logic, by verb "
-            "(Kopf's own watch and finalizer requests are not included).", ["verb"], registry=self.registry)
+            "oauth_token_operator_kube_requests", "Kubernetes API requests made by the refresh logic, by verb and "
+            "resource (Kopf's own watch and finalizer requests are not included).", ["verb", "resource"],
+            registry=self.registry)
         self._ready: dict[str, bool] = {}
         self.registry.register(_ReadyCollector(self._ready))
 

@@ -30,7 +30,7 @@ from .kube.status import event_body, ready_condition
 from .kube.target import TargetState, read_target_state, render_target_secret, rfc3339
 from .metrics import Metrics
 from .reasons import Reason
-from .resolve import RefKey, Resolved, inputs_hash, resolve_client_config
+from .resolve import RefKey, Resolved, inputs_hash, referenced_objects, resolve_client_config
 from .settings import OperatorSettings
 from .tokens.client import TokenClient, TokenResult
 
@@ -74,6 +74,7 @@ class Worker:
     expires_at: datetime | None = None
     last_status: JSON | None = None
     seen_versions: dict[RefKey, str] = field(default_factory=dict)
+    references: set[RefKey] = field(default_factory=set)
 
 
 class Refresher:
@@ -103,6 +104,7 @@ class Refresher:
             return now + timedelta(seconds=schedule.INPUT_RECHECK_SECONDS)
         if not worker.loaded:
             self._load(resource, worker)
+        worker.references = referenced_objects(resource)
         try:
             resolved = await self._resolve(resource, worker)
             target = await self._target(resource, worker)

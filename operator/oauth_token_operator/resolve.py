@@ -24,7 +24,7 @@ from .api import REFRESH_ANNOTATION, AuthMethod, OAuthClientCredential
 from .errors import CredentialsNotFound
 from .tokens.model import ClientConfig, TLSMaterial
 
-__all__ = ["ObjectSource", "RefKey", "Resolved", "inputs_hash", "resolve_client_config"]
+__all__ = ["ObjectSource", "RefKey", "Resolved", "inputs_hash", "referenced_objects", "resolve_client_config"]
 
 JSON = dict[str, Any]
 RefKey = tuple[str, str]  # (kind, name) in the resource's namespace
@@ -42,6 +42,20 @@ class ObjectSource(Protocol):
 class Resolved:
     config: ClientConfig
     versions: dict[RefKey, str]  # resourceVersion of every object read, to notice changes
+
+
+def referenced_objects(resource: OAuthClientCredential) -> set[RefKey]:
+    """Every object the resource reads, whether or not it exists yet (so its creation can be noticed)."""
+    spec = resource.spec
+    refs: set[RefKey] = {("Secret", spec.client_credentials_secret_ref.name)}
+    if spec.auth_method is AuthMethod.PRIVATE_KEY_JWT and spec.private_key_secret_ref is not None:
+        refs.add(("Secret", spec.private_key_secret_ref.name))
+    if spec.tls is not None:
+        if spec.tls.ca_bundle_ref is not None:
+            refs.add((spec.tls.ca_bundle_ref.kind, spec.tls.ca_bundle_ref.name))
+        if spec.tls.client_certificate_secret_ref is not None:
+            refs.add(("Secret", spec.tls.client_certificate_secret_ref.name))
+    return refs
 
 
 def _strip_newline(value: str) -> str:
@@ -132,6 +146,7 @@ async def resolve_client_config(resource: OAuthClientCredential, source: ObjectS
         resources=tuple(spec.resources),
         extra_params=tuple(sorted(spec.extra_params.items())),
         tls=tls,
+        credentials_source=f"Secret {resource.metadata.namespace}/{creds.name}",
     )
     return Resolved(config=config, versions=reader.versions)
 

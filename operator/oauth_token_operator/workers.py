@@ -51,8 +51,8 @@ class WorkerRegistry:
         return len(self._workers)
 
     def track(self, uid: str, namespace: str, worker: Worker, target_name: str) -> None:
-        """Record which objects the worker depends on (after each run: references can change)."""
-        refs = {(namespace, kind, name) for kind, name in worker.seen_versions}
+        """Record which objects the worker depends on (after each run: the spec can change)."""
+        refs = {(namespace, kind, name) for kind, name in worker.references}
         refs.add((namespace, "Secret", target_name))
         old = self._worker_refs.get(uid, set())
         for ref in old - refs:
@@ -85,7 +85,7 @@ class WorkerRegistry:
                 worker.seen_versions.pop(key, None)
             if kind == "Secret" and self._targets.get(uid) == (namespace, name):
                 worker.target_changed = True
-            if key in (worker.resolved.versions if worker.resolved else {}):
+            if key in worker.references:
                 worker.refs_changed = True
             self._wake[uid].set()
 

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.support.authserver import AuthServer
 from tests.support.envtest import EnvTest
 from tests.support.kube import Kube

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +89,6 @@ def test_short_lived_tokens_are_replaced_before_they_expire(
         return len(seen) >= 3
 
     wait_for(three_tokens, timeout=60, interval=0.25, message="three successive tokens")
-    for (_, _, expires), (_, replaced_at, _) in zip(seen, seen[1:], strict=False):
+    for (_, _, expires), (_, replaced_at, _) in itertools.pairwise(seen):
         assert replaced_at < expires, "each token must be replaced before it expires"
     assert kube.ready(namespace, "short")["status"] == "True"

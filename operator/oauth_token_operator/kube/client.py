@@ -53,7 +53,7 @@ class KubeClient:
     """Async facade over the sync client, one instance per operator process."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient, *, threads: int = 16,
-                 on_request: Callable[[str], None] | None = None) -> None:
+                 on_request: Callable[[str, str], None] | None = None) -> None:
         # The pool's connections must match the threads, or threads queue for a connection.
         api_client.configuration.connection_pool_maxsize = max(threads, 4)
         api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = max(threads, 4)
@@ -62,13 +62,13 @@ class KubeClient:
         self._apps = kubernetes.client.AppsV1Api(api_client)
         self._api_client = api_client
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
-        self.requests: collections.Counter[str] = collections.Counter()
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self._on_request = on_request
 
-    async def _call(self, verb: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        self.requests[verb] += 1
+    async def _call(self, verb: str, resource: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self.requests[verb, resource] += 1
         if self._on_request is not None:
-            self._on_request(verb)
+            self._on_request(verb, resource)
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
@@ -87,7 +87,7 @@ class KubeClient:
 
     async def get_secret(self, namespace: str, name: str) -> JSON | None:
         try:
-            resp = await self._call("get", self._core.read_namespaced_secret, name, namespace,
+            resp = await self._call("get", "secrets", self._core.read_namespaced_secret, name, namespace,
                                     _preload_content=False)
         except NotFound:
             return None
@@ -95,31 +95,31 @@ class KubeClient:
 
     async def get_configmap(self, namespace: str, name: str) -> JSON | None:
         try:
-            resp = await self._call("get", self._core.read_namespaced_config_map, name, namespace,
+            resp = await self._call("get", "configmaps", self._core.read_namespaced_config_map, name, namespace,
                                     _preload_content=False)
         except NotFound:
             return None
         return self._json(resp)
 
     async def create_secret(self, namespace: str, body: JSON) -> JSON:
-        resp = await self._call("create", self._core.create_namespaced_secret, namespace, body,
+        resp = await self._call("create", "secrets", self._core.create_namespaced_secret, namespace, body,
                                 _preload_content=False)
         return self._json(resp)
 
     async def replace_secret(self, namespace: str, name: str, body: JSON) -> JSON:
         """PUT with the body's resourceVersion: raises :class:`Conflict` if the Secret changed meanwhile."""
-        resp = await self._call("update", self._core.replace_namespaced_secret, name, namespace, body,
+        resp = await self._call("update", "secrets", self._core.replace_namespaced_secret, name, namespace, body,
                                 _preload_content=False)
         return self._json(resp)
 
     async def patch_status(self, namespace: str, name: str, status: JSON) -> None:
         """Merge-patch ``status`` through the status subresource (spec and metadata are untouchable there)."""
-        await self._call("patch", self._custom.patch_namespaced_custom_object_status,
+        await self._call("patch", "oauthclientcredentials/status", self._custom.patch_namespaced_custom_object_status,
                          api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": status},
                          _preload_content=False)
 
     async def create_event(self, namespace: str, body: JSON) -> None:
-        await self._call("create", self._core.create_namespaced_event, namespace, body,
+        await self._call("create", "events", self._core.create_namespaced_event, namespace, body,
                          _preload_content=False)
 
     async def restart_workload(self, namespace: str, kind: str, name: str, stamp: str) -> None:
@@ -130,7 +130,7 @@ class KubeClient:
             "StatefulSet": self._apps.patch_namespaced_stateful_set,
             "DaemonSet": self._apps.patch_namespaced_daemon_set,
         }[kind]
-        await self._call("patch", method, name, namespace, patch, _preload_content=False)
+        await self._call("patch", kind.lower() + "s", method, name, namespace, patch, _preload_content=False)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -6,6 +6,23 @@ modules tested without a network; ``client`` is the thin httpx edge that sends w
 
 from __future__ import annotations
 
+from .classify import classify_error_response, classify_transport_error, redact
+from .client import TokenClient, TokenResult
 from .model import ClientConfig, TLSMaterial, Token
+from .request import BasicEncoding, PreparedRequest, build_token_request
+from .response import parse_token_response
 
-__all__ = ["ClientConfig", "TLSMaterial", "Token"]
+__all__ = [
+    "BasicEncoding",
+    "ClientConfig",
+    "PreparedRequest",
+    "TLSMaterial",
+    "Token",
+    "TokenClient",
+    "TokenResult",
+    "build_token_request",
+    "classify_error_response",
+    "classify_transport_error",
+    "parse_token_response",
+    "redact",
+]
