@@ -33,10 +33,11 @@ class App:
 
         kube = KubeClient(load_kube_config(), threads=settings.kube_client_threads, on_request=count)
         tokens = token_client(settings)
+        workers = WorkerRegistry()
         refresher = Refresher(kube=kube, tokens=tokens, health=EndpointHealth(), metrics=metrics,
-                              settings=settings)
+                              settings=settings, on_endpoint_recovered=workers.endpoint_recovered)
         return cls(settings=settings, kube=kube, tokens=tokens, metrics=metrics, refresher=refresher,
-                   workers=WorkerRegistry())
+                   workers=workers)
 
     async def close(self) -> None:
         await self.tokens.aclose()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -75,13 +76,16 @@ class Worker:
     last_status: JSON | None = None
     seen_versions: dict[RefKey, str] = field(default_factory=dict)
     references: set[RefKey] = field(default_factory=set)
+    blocked_on: str | None = None  # the endpoint whose open circuit this worker is waiting for
 
 
 class Refresher:
     """Shared by all workers of one operator process."""
 
     def __init__(self, *, kube: KubeClient, tokens: TokenClient, health: EndpointHealth,
-                 metrics: Metrics, settings: OperatorSettings) -> None:
+                 metrics: Metrics, settings: OperatorSettings,
+                 on_endpoint_recovered: Callable[[str], None] | None = None) -> None:
+        self.on_endpoint_recovered = on_endpoint_recovered
         self.kube = kube
         self.tokens = tokens
         self.health = health
@@ -115,6 +119,9 @@ class Refresher:
         due = self._due(resource, worker, target, inputs, now)
         if due > now:
             return due
+        # A change the user made (spec, referenced object, refresh annotation) is a deliberate request: it
+        # is sent even while the endpoint's circuit is open, and doubles as a probe.
+        requested_by_user = inputs != worker.attempted_inputs and target.has_token
         worker.attempted_inputs = inputs
         endpoint = resource.spec.token_url or resource.spec.issuer_url or ""
         try:
@@ -122,11 +129,14 @@ class Refresher:
         except OperatorError as exc:
             return await self._failed(resource, worker, exc, now, endpoint=endpoint)
         admission = self.health.acquire(endpoint, now, expires_at=self._current_expiry(worker))
-        if not admission.allowed:
+        if not admission.allowed and not requested_by_user:
             # The endpoint is failing for everybody: report its failure without adding to its load.
             assert admission.error is not None and admission.retry_at is not None
+            worker.blocked_on = endpoint
             return await self._failed(resource, worker, admission.error, now, endpoint=endpoint,
                                       requested=False, retry_at=admission.retry_at)
+        worker.blocked_on = None
+        circuit_was_open = self.health.retry_at(endpoint) is not None
         started = time.monotonic()
         try:
             result = await self.tokens.fetch_token(resolved.config,
@@ -140,6 +150,8 @@ class Refresher:
             self.health.release(endpoint)  # cancelled (resource deleted, operator stopping): free the probe
             raise
         self.health.record_success(endpoint, self.now())
+        if circuit_was_open and self.on_endpoint_recovered is not None:
+            self.on_endpoint_recovered(endpoint)  # everybody waiting for this endpoint may try now
         self.metrics.observe_request(reason=Reason.TOKEN_ISSUED, url=result.endpoint,
                                      seconds=time.monotonic() - started)
         return await self._succeeded(resource, worker, result, inputs)
@@ -365,7 +377,9 @@ class Refresher:
             return
 
     async def _restart_workloads(self, resource: OAuthClientCredential) -> None:
-        stamp = rfc3339(self.now())
+        # Microseconds, unlike kubectl's whole seconds: two tokens within one second (a refresh requested just
+        # after the first token) must still change the pod template, or the second token never reaches pods.
+        stamp = self.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         for target in resource.spec.rollout_restart_targets:
             try:
                 await self.kube.restart_workload(resource.metadata.namespace, target.kind, target.name, stamp)

@@ -89,6 +89,15 @@ class WorkerRegistry:
                 worker.refs_changed = True
             self._wake[uid].set()
 
+    def endpoint_recovered(self, endpoint: str) -> None:
+        """A token endpoint answered again: the workers that were waiting for its circuit retry at once."""
+        now = datetime.now(UTC)
+        for uid, worker in self._workers.items():
+            if worker.blocked_on == endpoint:
+                worker.blocked_on = None
+                worker.next_attempt = now
+                self._wake[uid].set()
+
     async def sleep_until(self, uid: str, due: datetime) -> None:
         """Sleep until ``due`` or until something wakes the worker, whichever comes first."""
         wake = self._wake[uid]

@@ -29,12 +29,15 @@ class OperatorProcess:
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
         name: str = "operator",
+        allow_insecure_http: bool = True,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.args = args or []
         self.env = env or {}
         self.name = name
+        # The test token endpoints are plain http on loopback; a test of the refusal turns this off.
+        self.allow_insecure_http = allow_insecure_http
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.log_path = workdir / f"{name}.log"
@@ -45,7 +48,7 @@ class OperatorProcess:
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
-            "OAUTH_TOKEN_OPERATOR_ALLOW_INSECURE_HTTP": "true",
+            "OAUTH_TOKEN_OPERATOR_ALLOW_INSECURE_HTTP": str(self.allow_insecure_http).lower(),
             **self.env,
         }
         cmd = [

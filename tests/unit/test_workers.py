@@ -1,0 +1,102 @@
+"""Which watch events wake a worker: real changes do, echoes of our own writes and repeats do not."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from oauth_token_operator.workers import WorkerRegistry
+
+
+def registry_with_worker() -> tuple[WorkerRegistry, str]:
+    registry = WorkerRegistry()
+    worker = registry.open("uid-1")
+    worker.references = {("Secret", "creds"), ("ConfigMap", "ca")}
+    worker.seen_versions = {("Secret", "creds"): "10", ("ConfigMap", "ca"): "11", ("Secret", "tok"): "12"}
+    worker.refs_changed = worker.target_changed = False
+    registry.track("uid-1", "ns", worker, "tok")
+    return registry, "uid-1"
+
+
+def woken(registry: WorkerRegistry, uid: str) -> bool:
+    return registry._wake[uid].is_set()
+
+
+def test_echo_of_a_version_already_seen_wakes_nobody() -> None:
+    registry, uid = registry_with_worker()
+    registry.object_changed("ns", "Secret", "tok", "12")  # our own write coming back through the watch
+    registry.object_changed("ns", "Secret", "creds", "10")  # initial listing after a restart
+    assert not woken(registry, uid)
+
+
+def test_a_changed_credentials_secret_wakes_and_invalidates_the_cache() -> None:
+    registry, uid = registry_with_worker()
+    registry.object_changed("ns", "Secret", "creds", "20")
+    assert woken(registry, uid)
+    worker = registry.open(uid)
+    assert worker.refs_changed and not worker.target_changed
+
+
+def test_a_changed_or_deleted_target_secret_is_looked_at_again() -> None:
+    registry, uid = registry_with_worker()
+    registry.object_changed("ns", "Secret", "tok", None)
+    assert woken(registry, uid)
+    worker = registry.open(uid)
+    assert worker.target_changed and not worker.refs_changed
+    assert ("Secret", "tok") not in worker.seen_versions
+
+
+def test_a_deleted_then_recreated_reference_still_wakes() -> None:
+    registry, uid = registry_with_worker()
+    registry.object_changed("ns", "Secret", "creds", None)
+    registry._wake[uid].clear()
+    registry.object_changed("ns", "Secret", "creds", "30")
+    assert woken(registry, uid)
+
+
+def test_unrelated_objects_and_other_namespaces_wake_nobody() -> None:
+    registry, uid = registry_with_worker()
+    registry.object_changed("ns", "Secret", "unrelated", "99")
+    registry.object_changed("other", "Secret", "creds", "99")
+    registry.object_changed("ns", "Secret", "ca", "99")  # a Secret named like the referenced ConfigMap
+    assert not woken(registry, uid)
+
+
+def test_only_spec_or_refresh_annotation_changes_of_the_resource_wake() -> None:
+    registry, uid = registry_with_worker()
+    registry.resource_changed(uid, 1, "")
+    registry.resource_changed(uid, 1, "")  # a status write of our own: same generation and annotation
+    assert not woken(registry, uid)
+    registry.resource_changed(uid, 1, "1732467600")
+    assert woken(registry, uid)
+    registry._wake[uid].clear()
+    registry.resource_changed(uid, 2, "1732467600")
+    assert woken(registry, uid)
+
+
+def test_endpoint_recovery_releases_only_the_workers_waiting_for_it() -> None:
+    registry, uid = registry_with_worker()
+    other = registry.open("uid-2")
+    registry.open(uid).blocked_on = "https://idp/token"
+    other.blocked_on = "https://elsewhere/token"
+    registry.endpoint_recovered("https://idp/token")
+    assert woken(registry, uid) and not woken(registry, "uid-2")
+    assert registry.open(uid).blocked_on is None and registry.open(uid).next_attempt is not None
+
+
+def test_close_forgets_the_worker_and_its_references() -> None:
+    registry, uid = registry_with_worker()
+    registry.close(uid)
+    assert len(registry) == 0
+    registry.object_changed("ns", "Secret", "creds", "40")  # must not fail for a closed worker
+    assert registry._refs == {}
+
+
+async def test_sleep_returns_when_woken_before_the_due_time() -> None:
+    registry, uid = registry_with_worker()
+    due = datetime.now(UTC) + timedelta(hours=1)
+    sleeper = asyncio.create_task(registry.sleep_until(uid, due))
+    await asyncio.sleep(0)
+    registry.object_changed("ns", "Secret", "creds", "50")
+    await asyncio.wait_for(sleeper, timeout=2)
+    assert not woken(registry, uid), "the wake flag is consumed by the sleeper"
