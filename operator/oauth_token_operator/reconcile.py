@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from . import schedule
-from .api import OAuthClientCredential
+from .api import OAuthClientCredential, ObjectMeta
 from .endpoint_health import EndpointHealth
 from .errors import InputError, InvalidSpec, OperatorError, TargetSecretConflict, TokenError
 from .kube.client import Conflict, KubeClient, NotFound
@@ -363,6 +363,7 @@ class Refresher:
             log.exception("%s/%s: could not post an Event", resource.metadata.namespace, resource.metadata.name)
 
     async def _report_invalid(self, body: JSON, error: InvalidSpec, now: datetime) -> None:
+        """A resource our models cannot even parse: say so in its condition and a Warning Event (once)."""
         meta = body.get("metadata") or {}
         conditions = ((body.get("status") or {}).get("conditions")) or []
         old: JSON = next((c for c in conditions if c.get("type") == "Ready"), {})
@@ -375,6 +376,9 @@ class Refresher:
                                          {"conditions": [condition]})
         except NotFound:
             return
+        shell = OAuthClientCredential.model_construct(metadata=ObjectMeta(
+            name=meta.get("name", ""), namespace=meta.get("namespace", ""), uid=meta.get("uid", "")))
+        await self._event(shell, "Warning", str(error.reason), error.message)
 
     async def _restart_workloads(self, resource: OAuthClientCredential) -> None:
         # Microseconds, unlike kubectl's whole seconds: two tokens within one second (a refresh requested just

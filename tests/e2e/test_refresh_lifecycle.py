@@ -174,3 +174,15 @@ def test_steady_refresh_costs_one_token_request_and_two_writes(
     # This test talks plain http (allowed by a flag), which is flagged by a Warning Event on every use; with
     # https a steady refresh posts no Event at all.
     assert delta[("create", "events")] == refreshes
+
+
+def test_a_spec_the_models_refuse_is_reported_with_a_warning(
+        kube: Kube, auth_server: AuthServer, operator: OperatorProcess, namespace: str) -> None:
+    # The API server accepts this (no CEL rule knows the placeholder list); the operator refuses it.
+    kube.create_occ(namespace, "bad", spec(auth_server.token_url, target="t") | {
+        "target": {"secretName": "t", "template": {"data": {"x": "${password}"}}}})
+    ready = wait_for(lambda: kube.ready(namespace, "bad").get("reason") == "InvalidSpec"
+                     and kube.ready(namespace, "bad"), message="InvalidSpec")
+    assert ready["status"] == "False" and "${password}" in ready["message"]
+    wait_for(lambda: any(e.reason == "InvalidSpec" and e.type == "Warning" for e in kube.events(namespace, "bad")),
+             message="Warning Event")
