@@ -280,7 +280,7 @@ class Refresher:
                      f"Token {verb}; stored in Secret {name}, valid until {rfc3339(token.expires_at)}")
         await self._report(resource, worker, status, event, ready=True)
         for warning in result.warnings:  # flagged on every use, not only on transitions
-            await self._event(resource, "Warning", "InsecureTransport", warning)
+            await self._event(resource.metadata, "Warning", "InsecureTransport", warning)
         await self._restart_workloads(resource)
         log.info("%s/%s: token issued, expires %s, next refresh %s", meta.namespace, meta.name,
                  rfc3339(token.expires_at), rfc3339(next_time))
@@ -348,19 +348,17 @@ class Refresher:
                 pass  # the resource is being deleted
         worker.last_reason = reason
         if event is not None:
-            await self._event(resource, *event)
+            await self._event(resource.metadata, *event)
         self.metrics.observe_resource(
             namespace=meta.namespace, name=meta.name, ready=ready, failures=worker.failures,
             expires_at=worker.expires_at.timestamp() if worker.expires_at else None)
 
-    async def _event(self, resource: OAuthClientCredential, kind: Literal["Normal", "Warning"], reason: str,
-                     message: str) -> None:
+    async def _event(self, meta: ObjectMeta, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         try:
-            await self.kube.create_event(resource.metadata.namespace,
-                                         event_body(resource, kind=kind, reason=reason, message=message,
-                                                    now=self.now()))
-        except Exception:  # an Event is best effort; never let it break a refresh
-            log.exception("%s/%s: could not post an Event", resource.metadata.namespace, resource.metadata.name)
+            await self.kube.create_event(meta.namespace, event_body(meta, kind=kind, reason=reason, message=message,
+                                                                    now=self.now()))
+        except Exception as exc:  # an Event is best effort; never let it break a refresh
+            log.warning("%s/%s: could not post an Event: %s", meta.namespace, meta.name, type(exc).__name__)
 
     async def _report_invalid(self, body: JSON, error: InvalidSpec, now: datetime) -> None:
         """A resource our models cannot even parse: say so in its condition and a Warning Event (once)."""
@@ -376,9 +374,8 @@ class Refresher:
                                          {"conditions": [condition]})
         except NotFound:
             return
-        shell = OAuthClientCredential.model_construct(metadata=ObjectMeta(
-            name=meta.get("name", ""), namespace=meta.get("namespace", ""), uid=meta.get("uid", "")))
-        await self._event(shell, "Warning", str(error.reason), error.message)
+        await self._event(ObjectMeta(name=meta.get("name", ""), namespace=meta.get("namespace", ""),
+                                     uid=meta.get("uid", "")), "Warning", str(error.reason), error.message)
 
     async def _restart_workloads(self, resource: OAuthClientCredential) -> None:
         # Microseconds, unlike kubectl's whole seconds: two tokens within one second (a refresh requested just
@@ -388,5 +385,5 @@ class Refresher:
             try:
                 await self.kube.restart_workload(resource.metadata.namespace, target.kind, target.name, stamp)
             except Exception as exc:
-                await self._event(resource, "Warning", "RolloutRestartFailed",
+                await self._event(resource.metadata, "Warning", "RolloutRestartFailed",
                                   f"could not restart {target.kind} {target.name}: {type(exc).__name__}")

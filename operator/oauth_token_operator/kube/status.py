@@ -11,7 +11,7 @@ import time
 from datetime import datetime
 from typing import Any, Literal
 
-from ..api import OAuthClientCredential
+from ..api import API_VERSION, KIND, ObjectMeta
 from ..reasons import Reason
 from .target import rfc3339
 
@@ -36,18 +36,17 @@ def ready_condition(previous: list[JSON], *, ready: bool, reason: Reason, messag
     }
 
 
-def event_body(resource: OAuthClientCredential, *, kind: Literal["Normal", "Warning"], reason: str,
-               message: str, now: datetime) -> JSON:
-    """A core/v1 Event about the resource (unique name, like kubectl's ``<name>.<hex>``)."""
+def event_body(meta: ObjectMeta, *, kind: Literal["Normal", "Warning"], reason: str, message: str,
+               now: datetime) -> JSON:
+    """A core/v1 Event about the resource with metadata ``meta`` (unique name, like kubectl's ``<name>.<hex>``)."""
     stamp = rfc3339(now)
-    meta = resource.metadata
     return {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"name": f"{meta.name}.{time.time_ns():x}", "namespace": meta.namespace},
         "involvedObject": {
-            "apiVersion": resource.api_version,
-            "kind": resource.kind,
+            "apiVersion": API_VERSION,
+            "kind": KIND,
             "name": meta.name,
             "namespace": meta.namespace,
             "uid": meta.uid,
