@@ -77,6 +77,10 @@ class Worker:
     seen_versions: dict[RefKey, str] = field(default_factory=dict)
     references: set[RefKey] = field(default_factory=set)
     blocked_on: str | None = None  # the endpoint whose open circuit this worker is waiting for
+    # While we write the target Secret, its watch event may arrive before our write's response: events are
+    # parked here (None: none came; "" : deleted) and compared with the version our write returned.
+    writing_target: bool = False
+    target_event_during_write: str | None = None
 
 
 class Refresher:
@@ -226,6 +230,7 @@ class Refresher:
         meta = resource.metadata
         name = resource.spec.target.secret_name
         target = worker.target
+        worker.writing_target, worker.target_event_during_write = True, None
         try:
             if target is not None and target.exists:
                 body = render_target_secret(resource, token, inputs, target.resource_version)
@@ -240,9 +245,14 @@ class Refresher:
             return self.now()
         except InvalidSpec as exc:  # a template that cannot be rendered
             return await self._failed(resource, worker, exc, self.now(), endpoint=result.endpoint)
+        finally:
+            worker.writing_target = False
         worker.target = read_target_state(written, meta.uid)
         if worker.target.resource_version:
             worker.seen_versions[("Secret", name)] = worker.target.resource_version
+        parked = worker.target_event_during_write
+        if parked is not None and parked != worker.target.resource_version:
+            worker.target_changed = True  # somebody else touched the Secret right after our write
         now = self.now()
         policy = schedule.Policy.from_spec(resource.spec.refresh_policy, self.settings)
         next_time = schedule.next_refresh_time(issued_at=token.issued_at, expires_at=token.expires_at,
@@ -284,7 +294,7 @@ class Refresher:
         await self._restart_workloads(resource)
         log.info("%s/%s: token issued, expires %s, next refresh %s", meta.namespace, meta.name,
                  rfc3339(token.expires_at), rfc3339(next_time))
-        return next_time
+        return now if worker.target_changed else next_time
 
     async def _failed(self, resource: OAuthClientCredential, worker: Worker, error: OperatorError,
                       now: datetime, *, endpoint: str | None, requested: bool = True,

@@ -81,9 +81,14 @@ class WorkerRegistry:
             key = (kind, name)
             if resource_version is not None and worker.seen_versions.get(key) == resource_version:
                 continue  # our own write, or a version we already read
+            is_target = kind == "Secret" and self._targets.get(uid) == (namespace, name)
+            if is_target and worker.writing_target:
+                # Probably our own write, echoed before its response arrived: the writer decides.
+                worker.target_event_during_write = resource_version or ""
+                continue
             if resource_version is None:
                 worker.seen_versions.pop(key, None)
-            if kind == "Secret" and self._targets.get(uid) == (namespace, name):
+            if is_target:
                 worker.target_changed = True
             if key in worker.references:
                 worker.refs_changed = True

@@ -100,3 +100,12 @@ async def test_sleep_returns_when_woken_before_the_due_time() -> None:
     registry.object_changed("ns", "Secret", "creds", "50")
     await asyncio.wait_for(sleeper, timeout=2)
     assert not woken(registry, uid), "the wake flag is consumed by the sleeper"
+
+
+def test_an_echo_of_our_write_arriving_before_its_response_is_parked_for_the_writer() -> None:
+    registry, uid = registry_with_worker()
+    worker = registry.open(uid)
+    worker.writing_target = True
+    registry.object_changed("ns", "Secret", "tok", "13")
+    assert not woken(registry, uid) and not worker.target_changed
+    assert worker.target_event_during_write == "13"
