@@ -217,6 +217,21 @@ async def test_wrong_secret_is_invalid_client(authserver: AuthServer, client: To
     assert authserver.token_request_count(granted=True) == 0
 
 
+async def test_a_secret_refused_in_both_encodings_costs_one_request_next_time(
+        authserver: AuthServer, client: TokenClient) -> None:
+    # A wrong secret whose encoding matters is tried form-encoded, then raw: two requests, once. A gateway
+    # that locks a client after N failures must not see every later attempt twice.
+    authserver.add_client("locked-client", secret="right")
+    wrong = config(authserver.token_url, "locked-client", "wr ong+secret")
+    for expected in (2, 3, 4):
+        with pytest.raises(InvalidClient):
+            await client.fetch_token(wrong)
+        assert authserver.token_request_count("locked-client") == expected
+    with pytest.raises(InvalidClient):  # another secret (a rotation): both encodings are worth a try again
+        await client.fetch_token(config(authserver.token_url, "locked-client", "an other+one"))
+    assert authserver.token_request_count("locked-client") == 6
+
+
 @pytest.mark.parametrize("method", [AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST])
 async def test_revoked_client_is_invalid_client(authserver: AuthServer, client: TokenClient,
                                                 method: AuthMethod) -> None:

@@ -20,6 +20,7 @@ logged: the caller reports what happened, from one place.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 import time
 import uuid
@@ -119,6 +120,10 @@ class TokenClient:
         self._discovered: dict[tuple[str, str], _Discovered] = {}
         self._discovery_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._basic_encodings: dict[tuple[str, str], BasicEncoding] = {}
+        # (token URL, client ID) -> digest of a secret refused in both encodings. Kept in memory only, so that
+        # a wrong or revoked secret costs one request per attempt, not two (gateways that lock a client after
+        # N failures count each one); a new secret gets both encodings again.
+        self._refused_both: dict[tuple[str, str], bytes] = {}
 
     # ------------------------------------------------------------------------------------------ public
 
@@ -161,13 +166,21 @@ class TokenClient:
         remembered = (endpoint, config.client_id)
         encoding = self._basic_encodings.get(remembered, "form")
         outcome = await self._attempt(pool, config, endpoint, encoding, default_lifetime)
-        if isinstance(outcome, _Failure) and outcome.other_encoding_may_help:
+        secret_digest = _secret_digest(config)
+        if isinstance(outcome, Token):
+            self._refused_both.pop(remembered, None)
+        elif outcome.other_encoding_may_help and self._refused_both.get(remembered) == secret_digest:
+            outcome = _Failure(
+                _with_note(outcome.error, "the other HTTP Basic encoding was refused for this secret before"),
+                outcome.status)
+        elif outcome.other_encoding_may_help:
             other: BasicEncoding = "raw" if encoding == "form" else "form"
             second = await self._attempt(pool, config, endpoint, other, default_lifetime)
             if isinstance(second, Token):
                 self._basic_encodings[remembered] = other
                 outcome = second
             elif second.other_encoding_may_help:  # refused both ways: report the first, say we tried
+                self._refused_both[remembered] = secret_digest
                 how = "unencoded" if other == "raw" else "form-encoded"
                 outcome = _Failure(
                     _with_note(outcome.error, f"also tried HTTP Basic with the credentials {how}"), outcome.status
@@ -370,6 +383,12 @@ class _Failure:
     error: TokenError
     status: int | None  # None: no HTTP answer at all
     other_encoding_may_help: bool = False
+
+
+def _secret_digest(config: ClientConfig) -> bytes:
+    """Identifies the client secret in memory without keeping it (never stored, logged or sent)."""
+    secret = config.client_secret.get_secret_value() if config.client_secret else ""
+    return hashlib.sha256(secret.encode()).digest()
 
 
 def _may_retry_other_encoding(config: ClientConfig, answer: _Answer) -> bool:
