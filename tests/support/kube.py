@@ -23,15 +23,18 @@ T = TypeVar("T")
 class Kube:
     def __init__(self, kubeconfig: Path) -> None:
         config = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=config)
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), client_configuration=config)
         self.api_client = kubernetes.client.ApiClient(config)
-        self.core = kubernetes.client.CoreV1Api(self.api_client)
-        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
-        self.apps = kubernetes.client.AppsV1Api(self.api_client)
-        self.rbac = kubernetes.client.RbacAuthorizationV1Api(self.api_client)
+        # Typed as Any on purpose: the client accepts plain dicts at run time, which keeps these tests readable,
+        # while its stubs demand model objects.
+        self.core: Any = kubernetes.client.CoreV1Api(self.api_client)
+        self.custom: Any = kubernetes.client.CustomObjectsApi(self.api_client)
+        self.apps: Any = kubernetes.client.AppsV1Api(self.api_client)
+        self.rbac: Any = kubernetes.client.RbacAuthorizationV1Api(self.api_client)
 
     def close(self) -> None:
-        self.api_client.close()
+        self.api_client.close()  # type: ignore[no-untyped-call]
 
     # -- namespaces, secrets -----------------------------------------------------------------------------
 
@@ -54,7 +57,11 @@ class Kube:
         secret_type: str = "Opaque",
         labels: dict[str, str] | None = None,
     ) -> None:
-        body = {"metadata": {"name": name, "labels": labels or {}}, "type": secret_type, "stringData": string_data}
+        body: dict[str, Any] = {
+            "metadata": {"name": name, "labels": labels or {}},
+            "type": secret_type,
+            "stringData": string_data,
+        }
         try:
             self.core.create_namespaced_secret(namespace, body)
         except ApiException as exc:
