@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Resolve (and if needed build) the binaries of a real Kubernetes control plane
-# for tests: etcd, kube-apiserver and kube-controller-manager.
+# for tests: etcd, kube-apiserver and kube-controller-manager, plus a kubectl of
+# the same version (tests drive the cluster the way users do).
 #
-# The LAST line of stdout is the directory that holds the three binaries;
+# The LAST line of stdout is the directory that holds the four binaries;
 # progress and diagnostics go to stderr. Idempotent and safe to run
 # concurrently (a lock serialises builds).
 #
 # Resolution order:
 #   1. $KUBEBUILDER_ASSETS, if it holds etcd and kube-apiserver. If it lacks
-#      kube-controller-manager, its binaries are symlinked into a cache dir and
-#      a kube-controller-manager matching its kube-apiserver version is built
-#      there; that cache dir is reported.
+#      kube-controller-manager or kubectl, its binaries are symlinked into a
+#      cache dir and the missing ones are built there at its kube-apiserver's
+#      version; that cache dir is reported.
 #   2. The cache dir ${OTO_ENVTEST_CACHE:-~/.cache/oauth-token-operator/envtest}/k8s-$K8S_VERSION,
-#      if its stamp file says a build finished there.
+#      if its stamp file says a build finished there. A cache from before kubectl
+#      was part of the set gets only kubectl built (checked, then moved into
+#      place atomically and recorded in the stamp).
 #   3. A build from source with the local Go toolchain, from the Go module proxy:
-#      kube-apiserver and kube-controller-manager from k8s.io/kubernetes,
+#      kube-apiserver, kube-controller-manager and kubectl from k8s.io/kubernetes,
 #      etcd from go.etcd.io/etcd/server/v3. The stamp file is written last.
 #
 # Environment:
@@ -27,13 +30,16 @@
 # anything else = the build failed (see stderr).
 #
 # A cold build takes ~5-6 minutes on 2 cores (measured: 316 s, ~3.5 GiB Go build
-# cache + 1.5 GiB module cache); a warm run returns at once.
+# cache + 1.5 GiB module cache, before kubectl joined the set); adding kubectl to an
+# existing cache takes ~25 s (measured: 23 s, it shares most packages with the rest);
+# a warm run returns at once.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.35.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.5}"
 CACHE_ROOT="${OTO_ENVTEST_CACHE:-${HOME:-/tmp}/.cache/oauth-token-operator/envtest}"
-BINARIES=(etcd kube-apiserver kube-controller-manager)
+BINARIES=(etcd kube-apiserver kube-controller-manager)  # the control plane
+ALL_BINARIES=("${BINARIES[@]}" kubectl)                  # ... and the client tests drive it with
 STAMP=".envtest-complete"
 
 log() { printf 'envtest-assets: %s\n' "$*" >&2; }
@@ -152,6 +158,40 @@ EOF
     || die "go build of etcd $version failed"
 }
 
+# check_version BIN EXPECTED: die unless BIN reports Kubernetes EXPECTED.
+check_version() {
+  local bin="$1" want="$2" got
+  if [[ "$(basename "$bin")" == kubectl ]]; then
+    got="$("$bin" version --client 2>&1 | sed -nE 's/^Client Version: (.*)$/Kubernetes \1/p' | head -n1 || true)"
+  else
+    got="$("$bin" --version 2>&1 || true)"
+  fi
+  [[ "$got" == "Kubernetes $want" ]] || die "built $(basename "$bin") reports '$got', expected 'Kubernetes $want'"
+}
+
+# A control plane without kubectl still runs every test but those that drive kubectl (they fail, saying so):
+# better than refusing a cached or provided control plane on a machine without Go.
+kubectl_unavailable() {
+  log "WARNING: no kubectl beside the control plane and no Go toolchain to build it; tests that run kubectl will fail"
+}
+
+# add_kubectl VERSION DEST: build kubectl beside binaries already in DEST. It is built in a scratch dir,
+# checked, then renamed into place, so DEST never holds a half-written kubectl; the stamp records it.
+add_kubectl() {
+  local version="$1" dest="$2" start=$SECONDS
+  local scratch="$dest/.kubectl-build"
+  rm -rf "$scratch"
+  log "building kubectl $version into $dest (beside the cached control plane)"
+  build_k8s "$version" "$scratch" kubectl
+  check_version "$scratch/kubectl" "$version"
+  mv -f "$scratch/kubectl" "$dest/kubectl"
+  rm -rf "$scratch"
+  if [[ -f "$dest/$STAMP" ]]; then
+    printf 'kubectl=%s\nkubectl_build_seconds=%s\n' "$version" "$((SECONDS - start))" >>"$dest/$STAMP"
+  fi
+  log "kubectl built in $((SECONDS - start))s"
+}
+
 with_lock() { # run "$@" holding the cache lock
   mkdir -p "$CACHE_ROOT"
   if command -v flock >/dev/null 2>&1; then
@@ -166,32 +206,41 @@ with_lock() { # run "$@" holding the cache lock
 # ---------------------------------------------------------------------------
 from_kubebuilder_assets() {
   local src="$1"
-  if has_bins "$src" "${BINARIES[@]}"; then
+  if has_bins "$src" "${ALL_BINARIES[@]}"; then
     printf '%s\n' "$src"
     return
   fi
-  # kube-controller-manager missing: build one matching the apiserver version.
+  # kube-controller-manager and/or kubectl missing: build them at the apiserver's version.
   local apiver
   apiver="$("$src/kube-apiserver" --version 2>/dev/null | sed -nE 's/^Kubernetes (v1\.[0-9]+\.[0-9]+).*/\1/p')" || true
   if [[ -z "$apiver" ]]; then
-    log "could not read the version of $src/kube-apiserver; building kube-controller-manager $K8S_VERSION"
+    log "could not read the version of $src/kube-apiserver; building the missing binaries at $K8S_VERSION"
     apiver="$K8S_VERSION"
   fi
-  local key
-  key="$(printf '%s' "$(cd "$src" && pwd -P)" | cksum | cut -d' ' -f1)"
+  local key real
+  real="$(cd "$src" && pwd -P)"
+  key="$(printf '%s' "$real" | cksum | cut -d' ' -f1)"
   local dest="$CACHE_ROOT/kubebuilder-$key-k8s-$apiver"
   mkdir -p "$dest"
-  local b
-  for b in etcd kube-apiserver; do ln -sfn "$(cd "$src" && pwd -P)/$b" "$dest/$b"; done
-  if [[ ! -f "$dest/$STAMP" ]] || ! has_bins "$dest" kube-controller-manager; then
+  local b missing=()
+  for b in "${ALL_BINARIES[@]}"; do
+    if has_bins "$src" "$b"; then
+      ln -sfn "$real/$b" "$dest/$b"
+    elif [[ ! -f "$dest/$STAMP" ]] || ! has_bins "$dest" "$b" || [[ -L "$dest/$b" ]]; then
+      missing+=("$b")  # not provided, and not (completely) built here yet
+    fi
+  done
+  if [[ "${missing[*]}" == kubectl ]] && ! command -v go >/dev/null 2>&1; then
+    kubectl_unavailable
+    missing=()
+  fi
+  if ((${#missing[@]})); then
     require_go
-    log "KUBEBUILDER_ASSETS=$src lacks kube-controller-manager; building it ($apiver) into $dest"
-    rm -f "$dest/$STAMP"
-    build_k8s "$apiver" "$dest" kube-controller-manager
-    local got
-    got="$("$dest/kube-controller-manager" --version 2>&1 || true)"
-    [[ "$got" == "Kubernetes $apiver" ]] || die "built kube-controller-manager reports '$got', expected 'Kubernetes $apiver'"
-    printf 'kubebuilder_assets=%s\nkube-controller-manager=%s\n' "$src" "$apiver" >"$dest/$STAMP"
+    log "KUBEBUILDER_ASSETS=$src lacks ${missing[*]}; building ($apiver) into $dest"
+    rm -f "$dest/$STAMP" "${missing[@]/#/$dest/}"
+    build_k8s "$apiver" "$dest" "${missing[@]}"
+    for b in "${missing[@]}"; do check_version "$dest/$b" "$apiver"; done
+    printf 'kubebuilder_assets=%s\nbuilt=%s\nversion=%s\n' "$src" "${missing[*]}" "$apiver" >"$dest/$STAMP"
   fi
   printf '%s\n' "$dest"
 }
@@ -202,6 +251,13 @@ from_kubebuilder_assets() {
 from_cache_or_build() {
   local dest="$CACHE_ROOT/k8s-$K8S_VERSION"
   if [[ -f "$dest/$STAMP" ]] && has_bins "$dest" "${BINARIES[@]}"; then
+    if ! has_bins "$dest" kubectl; then
+      if command -v go >/dev/null 2>&1; then
+        add_kubectl "$K8S_VERSION" "$dest"
+      else
+        kubectl_unavailable
+      fi
+    fi
     printf '%s\n' "$dest"
     return
   fi
@@ -211,16 +267,15 @@ from_cache_or_build() {
   mkdir -p "$dest"
   local start=$SECONDS
   build_etcd "$ETCD_VERSION" "$dest"
-  build_k8s "$K8S_VERSION" "$dest" kube-apiserver kube-controller-manager
+  build_k8s "$K8S_VERSION" "$dest" kube-apiserver kube-controller-manager kubectl
 
   # Sanity-check what we built before declaring victory.
-  local got
-  got="$("$dest/kube-apiserver" --version 2>&1 || true)"
-  [[ "$got" == "Kubernetes $K8S_VERSION" ]] || die "built kube-apiserver reports '$got', expected 'Kubernetes $K8S_VERSION'"
+  local b
+  for b in kube-apiserver kube-controller-manager kubectl; do check_version "$dest/$b" "$K8S_VERSION"; done
   "$dest/etcd" --version >&2 || die "built etcd does not run"
 
-  printf 'k8s=%s\netcd=%s\ngo=%s\nbuild_seconds=%s\n' \
-    "$K8S_VERSION" "$ETCD_VERSION" "$(go env GOVERSION)" "$((SECONDS - start))" >"$dest/$STAMP"
+  printf 'k8s=%s\netcd=%s\nkubectl=%s\ngo=%s\nbuild_seconds=%s\n' \
+    "$K8S_VERSION" "$ETCD_VERSION" "$K8S_VERSION" "$(go env GOVERSION)" "$((SECONDS - start))" >"$dest/$STAMP"
   log "built in $((SECONDS - start))s: $dest"
   printf '%s\n' "$dest"
 }
@@ -228,7 +283,7 @@ from_cache_or_build() {
 main() {
   if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
     if has_bins "$KUBEBUILDER_ASSETS" etcd kube-apiserver; then
-      if has_bins "$KUBEBUILDER_ASSETS" "${BINARIES[@]}"; then
+      if has_bins "$KUBEBUILDER_ASSETS" "${ALL_BINARIES[@]}"; then
         printf '%s\n' "$KUBEBUILDER_ASSETS"
         return
       fi
@@ -239,7 +294,7 @@ main() {
   fi
   # Fast path without the lock.
   local dest="$CACHE_ROOT/k8s-$K8S_VERSION"
-  if [[ -f "$dest/$STAMP" ]] && has_bins "$dest" "${BINARIES[@]}"; then
+  if [[ -f "$dest/$STAMP" ]] && has_bins "$dest" "${ALL_BINARIES[@]}"; then
     printf '%s\n' "$dest"
     return
   fi

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -61,6 +61,9 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # Go-style durations as cert-manager accepts them: 90s, 10m, 1h30m.
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+# Form parameters the operator sets itself (see RESERVED_PARAMS).
+_RESERVED = ("grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type",
+             "scope", "audience", "resource")
 # The only names target.template may substitute: plain replacement, never evaluation.
 TEMPLATE_PLACEHOLDERS = ("access_token", "token_type", "expires_at", "scope")
 _PLACEHOLDER_USE = re.compile(r"\$\{([^}]*)\}")
@@ -152,8 +155,18 @@ class TLSConfig(_Model):
 class TargetTemplate(_Model):
     """Shapes the target Secret for its consumers."""
 
-    data: dict[str, str] | None = Field(
-        None, description="Keys of the target Secret and their values. Values may use ${access_token}, "
+    # Bounded so that the API server can afford the CEL rule below (it estimates the worst case).
+    data: dict[str, Annotated[str, Field(max_length=16384)]] | None = Field(
+        None, max_length=32,
+        json_schema_extra={"x-kubernetes-validations": [{
+            # The same rule as _known_placeholders: what is left after removing the known placeholders must
+            # not look like a placeholder.
+            "rule": "self.all(k, !self[k]" + "".join(
+                f".replace('${{{name}}}', '')" for name in ("access_token", "token_type", "expires_at", "scope"))
+                    + ".matches('[$][{][^}]*[}]'))",
+            "message": "target.template.data may only use ${access_token}, ${token_type}, ${expires_at} and "
+                       "${scope}"}]},
+        description="Keys of the target Secret and their values. Values may use ${access_token}, "
                           "${token_type}, ${expires_at} and ${scope}; nothing else is substituted and nothing "
                           "is evaluated. When absent the keys access_token, token_type and expires_at are "
                           "written.")
@@ -195,6 +208,10 @@ class RolloutRestartTarget(_Model):
 
 class RefreshPolicy(_Model):
     """When to request a new token. At most one of renewBefore and renewBeforePercentage."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "!(has(self.renewBefore) && has(self.renewBeforePercentage))",
+        "message": "set at most one of renewBefore and renewBeforePercentage"}]})
 
     renew_before: str | None = Field(
         None, alias="renewBefore", pattern=DURATION_PATTERN,
@@ -273,8 +290,12 @@ class OAuthClientCredentialSpec(_Model):
                                  description="Sent as the audience parameter (Auth0 and others).")
     resources: list[str] = Field(default_factory=list,
                                  description="Sent as repeated resource parameters (RFC 8707).")
-    extra_params: dict[str, str] = Field(
-        default_factory=dict, alias="extraParams",
+    extra_params: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, alias="extraParams", max_length=64,
+        json_schema_extra={"x-kubernetes-validations": [{
+            "rule": "!self.exists(k, k in " + str(sorted(_RESERVED)) + ")",
+            "message": "extraParams may not set grant_type, client_id, client_secret, client_assertion, "
+                       "client_assertion_type, scope, audience or resource: use the dedicated fields"}]},
         description="Any other form parameters, e.g. WSO2's validity_period. May not override grant_type, "
                     "client_id, client_secret, client_assertion, client_assertion_type, scope, audience or "
                     "resource.")
@@ -310,10 +331,7 @@ class OAuthClientCredentialSpec(_Model):
 
 
 # Form parameters the operator sets itself; extraParams may not smuggle in a second copy.
-RESERVED_PARAMS = frozenset({
-    "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type",
-    "scope", "audience", "resource",
-})
+RESERVED_PARAMS = frozenset(_RESERVED)
 
 
 class Condition(_Model):

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import secrets
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -63,7 +64,7 @@ TOKEN_EXAMPLE = textwrap.dedent("""\
 
 def _settings(args: argparse.Namespace) -> OperatorSettings:
     overrides: dict[str, Any] = {}
-    for field in ("metrics_port", "health_port", "log_format", "log_level", "peering"):
+    for field in ("metrics_port", "health_port", "log_format", "log_level", "peering", "peering_priority"):
         value = getattr(args, field, None)
         if value is not None:
             overrides[field] = value
@@ -89,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-insecure-http", action="store_true", default=None,
                      help="allow plain http:// token URLs (flagged on every such resource)")
     run.add_argument("--peering", metavar="NAME", help="Kopf peering name, for several replicas (HA)")
+    run.add_argument("--peering-priority", type=int, metavar="N",
+                     help="peering priority of this replica (highest live one works); default: random per start")
     run.add_argument("--log-format", choices=["text", "json"])
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -137,13 +140,22 @@ def _run(settings: OperatorSettings) -> int:
     registry = kopf.OperatorRegistry()
     register(registry)
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    kopf_settings = kopf.OperatorSettings()
+    kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
+    # Kopf pauses every peer that sees a live peer of equal priority: replicas of one Deployment share their
+    # flags, so unless told otherwise each start draws its own priority (a tie is a 1 in 2**31 event).
+    priority = settings.peering_priority
+    if priority is None:
+        priority = secrets.randbelow(2**31)
     asyncio.run(kopf.operator(
         registry=registry,
+        settings=kopf_settings,
         memo=kopf.Memo(app=app),
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         standalone=settings.peering is None,
         peering_name=settings.peering,
+        priority=priority,
         liveness_endpoint=liveness,
     ))
     return EXIT_OK
@@ -178,6 +190,7 @@ def _load_documents(path: Path) -> list[dict[str, Any]]:
 
 
 async def _token(path: Path, settings: OperatorSettings, *, show_token: bool) -> int:
+    from .api import parse_duration
     from .app import token_client
     from .kube.target import rfc3339
     from .reconcile import parse_resource
@@ -197,12 +210,17 @@ async def _token(path: Path, settings: OperatorSettings, *, show_token: bool) ->
         if len(resources) != 1:
             raise InvalidSpec(f"{path} must hold exactly one OAuthClientCredential (found {len(resources)})")
         body = resources[0]
-        body.setdefault("metadata", {}).setdefault("namespace", "default")
+        if not isinstance(body.get("metadata"), dict):
+            raise InvalidSpec(f"{path}: the OAuthClientCredential needs metadata with a name")
+        body["metadata"].setdefault("namespace", "default")
         resource = parse_resource(body)
         resolved = await resolve_client_config(resource, _FileObjects(docs))
+        policy = resource.spec.refresh_policy
+        # As the operator does (Refresher._default_lifetime): the resource's defaultLifetime wins.
+        default_lifetime = parse_duration(policy.default_lifetime) if policy and policy.default_lifetime else None
         client = token_client(settings)
         try:
-            result = await client.fetch_token(resolved.config)
+            result = await client.fetch_token(resolved.config, default_lifetime=default_lifetime)
         finally:
             await client.aclose()
     except OperatorError as exc:

@@ -37,9 +37,10 @@ _PRINTER_COLUMNS = [
      "description": "Whether the target Secret holds a valid token."},
     {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason",
      "description": "Why the resource is (not) Ready."},
-    {"name": "Expires", "type": "date", "jsonPath": ".status.expiresAt",
+    # type string, not date: kubectl renders a date column as an age, which is "<invalid>" for a future time.
+    {"name": "Expires", "type": "string", "jsonPath": ".status.expiresAt",
      "description": "When the token in the target Secret expires."},
-    {"name": "Next Refresh", "type": "date", "jsonPath": ".status.nextRefreshTime", "priority": 1,
+    {"name": "Next Refresh", "type": "string", "jsonPath": ".status.nextRefreshTime", "priority": 1,
      "description": "When the operator next requests a token."},
     {"name": "Secret", "type": "string", "jsonPath": ".spec.target.secretName", "priority": 1,
      "description": "The target Secret."},

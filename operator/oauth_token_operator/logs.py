@@ -18,7 +18,10 @@ __all__ = ["configure_logging"]
 
 def configure_logging(settings: OperatorSettings) -> None:
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
-    kopf.configure(verbose=settings.log_level == "DEBUG", log_format=log_format)
+    # Kopf's per-object lines ("Daemon 'token' is cancelled", "Handler ... succeeded") name their resource as
+    # a "[namespace/name] " prefix in text, and as the "object" key (namespace, name, uid) in JSON.
+    kopf.configure(verbose=settings.log_level == "DEBUG", log_format=log_format,
+                   log_prefix=settings.log_format == "text")
     logging.getLogger().setLevel(settings.log_level)
     for noisy in ("httpx", "httpcore", "urllib3", "kubernetes", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -35,6 +35,16 @@ class OperatorSettings(BaseSettings):
     peering: str | None = Field(
         None, description="Kopf peering name for running several replicas with leader election; empty runs "
                           "standalone (one replica).")
+    peering_priority: int | None = Field(
+        None, ge=0, le=2**31 - 1,
+        description="This replica's Kopf peering priority: the live peer with the highest priority works, the "
+                    "others stand by. Peers with EQUAL priorities all pause (Kopf's rule), so the default is a "
+                    "random priority per process start: identical replicas of one Deployment then differ.")
+    peering_lifetime_seconds: int = Field(
+        60, ge=5, le=3600,
+        description="How long a peer's keep-alive counts (Kopf's peering lifetime; it is renewed 5-10 s "
+                    "before it runs out). A stand-by replica takes over at most this long after the active one "
+                    "dies without saying goodbye (killed, node lost).")
     request_timeout_seconds: float = Field(10.0, gt=0, le=300,
                                            description="Timeout of one token or discovery request.")
     max_response_bytes: int = Field(262_144, ge=1024,

@@ -1,0 +1,177 @@
+"""The API server refuses at apply time what the operator would refuse later (parity of CRD and models).
+
+A spec the pydantic models reject would otherwise be accepted by ``kubectl apply`` and only turn into
+``Ready=False InvalidSpec`` once the operator reads it; the CRD's OpenAPI schema and CEL rules catch the same
+mistakes before they are stored, with a message that says what to fix. Each invalid case is also checked
+against ``OAuthClientCredentialSpec.model_validate``, so the two stay in step. Server-side dry runs keep the
+cluster clean; the accepted example is really created, to read the defaults the API server applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+from tests.support.envtest import EnvTest
+
+from oauth_token_operator import OAuthClientCredentialSpec
+
+GROUP, VERSION, PLURAL = "oauth-token-operator.dev", "v1alpha1", "oauthclientcredentials"
+
+#: The example from API.md, with one of tokenURL / issuerURL (the example shows both to document both).
+FULL_EXAMPLE: dict[str, Any] = {
+    "tokenURL": "https://idp.example.com/oauth/accesstoken",
+    "clientCredentialsSecretRef": {"name": "torch-client", "clientIDKey": "client_id",
+                                   "clientSecretKey": "client_secret"},
+    "authMethod": "client_secret_basic",
+    "privateKeySecretRef": {"name": "torch-jwt-key", "key": "private_key"},
+    "signingAlgorithm": "RS256",
+    "signingKeyID": "client-rsa",
+    "assertionAudience": "https://idp.example.com/realms/apps",
+    "scopes": ["api:read", "api:write"],
+    "audience": "https://api.example.com",
+    "resources": ["https://api.example.com"],
+    "extraParams": {"validity_period": "3600"},
+    "tls": {
+        "caBundleRef": {"kind": "ConfigMap", "name": "idp-ca", "key": "ca.crt"},
+        "clientCertificateSecretRef": {"name": "torch-mtls"},
+        "insecureSkipVerify": False,
+    },
+    "target": {
+        "secretName": "torch-token",
+        "template": {"data": {"Authorization": "Bearer ${access_token}"}, "labels": {"team": "a"},
+                     "annotations": {}},
+    },
+    "rolloutRestartTargets": [{"kind": "Deployment", "name": "torch-client"}],
+}
+
+MINIMAL: dict[str, Any] = {
+    "tokenURL": "https://idp.example.com/oauth2/token",
+    "clientCredentialsSecretRef": {"name": "torch-client"},
+    "target": {"secretName": "torch-token"},
+}
+
+
+def minimal(**changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(MINIMAL)
+    for key, value in changes.items():
+        if value is None:
+            spec.pop(key, None)
+        else:
+            spec[key] = value
+    return spec
+
+
+#: (id, spec, a fragment of the API server's message that tells the user what to fix)
+INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("both-urls", minimal(issuerURL="https://idp.example.com"), "set exactly one of tokenURL and issuerURL"),
+    ("no-url", minimal(tokenURL=None), "set exactly one of tokenURL and issuerURL"),
+    ("ftp-url", minimal(tokenURL="ftp://idp.example.com/token"), "spec.tokenURL"),
+    ("url-without-scheme", minimal(tokenURL="idp.example.com/token"), "spec.tokenURL"),
+    ("issuer-not-http", minimal(tokenURL=None, issuerURL="ldap://idp.example.com"), "spec.issuerURL"),
+    ("jwt-without-key", minimal(authMethod="private_key_jwt"), "private_key_jwt needs privateKeySecretRef"),
+    ("mtls-without-tls", minimal(authMethod="tls_client_auth"), "tls_client_auth needs tls.clientCertificateSecretRef"),
+    ("mtls-without-cert", minimal(authMethod="tls_client_auth", tls={"caBundleRef": {"name": "idp-ca"}}),
+     "tls_client_auth needs tls.clientCertificateSecretRef"),
+    ("unknown-auth-method", minimal(authMethod="client_secret_jwt"), "spec.authMethod"),
+    ("bad-secret-name", minimal(target={"secretName": "Torch_Token"}), "spec.target.secretName"),
+    ("no-target", minimal(target=None), "spec.target"),
+    ("no-credentials", minimal(clientCredentialsSecretRef=None), "spec.clientCredentialsSecretRef"),
+    ("bad-credentials-name", minimal(clientCredentialsSecretRef={"name": "team/creds"}),
+     "spec.clientCredentialsSecretRef.name"),
+    ("unknown-restart-kind", minimal(rolloutRestartTargets=[{"kind": "Pod", "name": "x"}]),
+     "spec.rolloutRestartTargets[0].kind"),
+    ("renew-percentage-out-of-range", minimal(refreshPolicy={"renewBeforePercentage": 99}),
+     "spec.refreshPolicy.renewBeforePercentage"),
+    ("reserved-extra-param", minimal(extraParams={"grant_type": "password"}), "extraParams may not set"),
+    ("unknown-template-placeholder",
+     minimal(target={"secretName": "t", "template": {"data": {"x": "${env}"}}}),
+     "target.template.data may only use"),
+    ("two-renew-rules", minimal(refreshPolicy={"renewBefore": "10m", "renewBeforePercentage": 30}),
+     "at most one of renewBefore and renewBeforePercentage"),
+]
+
+
+def body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OAuthClientCredential", "metadata": {"name": name},
+            "spec": spec}
+
+
+@pytest.fixture(scope="module")
+def custom(kube_env: EnvTest) -> Iterator[client.CustomObjectsApi]:
+    with kube_env.api_client() as api:
+        yield client.CustomObjectsApi(api)
+
+
+def apply(custom: client.CustomObjectsApi, spec: dict[str, Any], *, dry_run: bool = True) -> dict[str, Any]:
+    name = f"v-{uuid.uuid4().hex[:8]}"
+    created = custom.create_namespaced_custom_object(
+        GROUP, VERSION, "default", PLURAL, body(name, spec), dry_run="All" if dry_run else None)
+    return cast(dict[str, Any], created)
+
+
+def read(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
+    return cast(dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name))
+
+
+@pytest.mark.parametrize(("spec", "says"), [(spec, says) for _, spec, says in INVALID],
+                         ids=[case for case, _, _ in INVALID])
+def test_rejected_by_the_api_server_and_by_the_models(
+        custom: client.CustomObjectsApi, spec: dict[str, Any], says: str) -> None:
+    with pytest.raises(ValidationError):
+        OAuthClientCredentialSpec.model_validate(spec)
+
+    with pytest.raises(ApiException) as refused:
+        apply(custom, spec)
+    assert refused.value.status == 422, refused.value.body
+    message = json.loads(str(refused.value.body))["message"]
+    assert says in message, f"the API server's message should point at the problem: {message}"
+
+
+def test_full_api_md_example_is_accepted_and_stored_as_written(custom: client.CustomObjectsApi) -> None:
+    OAuthClientCredentialSpec.model_validate(FULL_EXAMPLE)
+    created = apply(custom, FULL_EXAMPLE, dry_run=False)
+    name = created["metadata"]["name"]
+    try:
+        stored = read(custom, name)
+        assert stored["spec"] == FULL_EXAMPLE, "nothing pruned, nothing altered"
+    finally:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+
+
+def test_issuer_url_alone_is_accepted(custom: client.CustomObjectsApi) -> None:
+    spec = minimal(tokenURL=None, issuerURL="https://idp.example.com/realms/apps")
+    OAuthClientCredentialSpec.model_validate(spec)
+    assert apply(custom, spec)["spec"]["issuerURL"] == spec["issuerURL"]
+
+
+def test_defaults_applied_by_the_api_server_match_the_models(custom: client.CustomObjectsApi) -> None:
+    created = apply(custom, minimal(tls={"caBundleRef": {"name": "idp-ca"}},
+                                    privateKeySecretRef={"name": "jwt-key"}), dry_run=False)
+    name = created["metadata"]["name"]
+    try:
+        spec = read(custom, name)["spec"]
+    finally:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+    assert spec["authMethod"] == "client_secret_basic"
+    assert spec["clientCredentialsSecretRef"] == {"name": "torch-client", "clientIDKey": "client_id",
+                                                  "clientSecretKey": "client_secret"}
+    assert spec["tls"]["caBundleRef"] == {"kind": "ConfigMap", "name": "idp-ca", "key": "ca.crt"}
+    assert spec["privateKeySecretRef"] == {"name": "jwt-key", "key": "private_key"}
+
+    model = OAuthClientCredentialSpec.model_validate(MINIMAL)
+    assert model.auth_method.value == spec["authMethod"]
+    assert model.client_credentials_secret_ref.client_id_key == "client_id"
+    assert model.client_credentials_secret_ref.client_secret_key == "client_secret"
+    # What the server stored is what the models read: defaulting twice changes nothing.
+    assert OAuthClientCredentialSpec.model_validate(spec).model_dump() == OAuthClientCredentialSpec.model_validate(
+        minimal(tls={"caBundleRef": {"name": "idp-ca"}}, privateKeySecretRef={"name": "jwt-key"})).model_dump()
+
+
