@@ -111,10 +111,11 @@ def test_watch_namespaces_gives_roles_and_flags(helm: Path) -> None:
     assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
     for role in roles:
         assert any(rule["resources"] == ["kopfpeerings"] for rule in role["rules"])
-    # Only the read-only CRD watch stays cluster-wide.
+    # Only Kopf's read-only watch of CRDs and namespaces stays cluster-wide.
     (cluster_role,) = by_kind(docs, "ClusterRole")
     assert cluster_role["rules"] == [{"apiGroups": ["apiextensions.k8s.io"],
-                                      "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]}]
+                                      "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+                                     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}]
     assert sorted(p["metadata"]["namespace"] for p in by_kind(docs, "KopfPeering")) == ["team-a", "team-b"]
 
 

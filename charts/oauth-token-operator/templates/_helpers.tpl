@@ -97,10 +97,17 @@ in cluster-wide mode). Keep in sync with deploy/rbac/cluster/clusterrole.yaml an
   verbs: [get, patch]
 {{- end }}
 
-{{/* Kopf observes CRDs: cluster-scoped, needed in both modes. */}}
-{{- define "oauth-token-operator.crdRules" -}}
+{{/*
+Kopf observes CRDs and namespaces (both cluster-scoped, read-only), in both modes. In namespaced mode it lists
+namespaces to resolve --namespace (which may be a glob); without that permission it retries for about a minute at
+every start, logging 403s, before it assumes the named namespaces exist (tests/e2e/test_install.py).
+*/}}
+{{- define "oauth-token-operator.observationRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [namespaces]
   verbs: [list, watch]
 {{- end }}
 
