@@ -12,7 +12,11 @@ Daemons are async on purpose: sync daemons would each hold one of a handful of t
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
+import signal
+import sys
 from typing import Any
 
 import kopf
@@ -41,6 +45,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
         # We post our own, precise Events from one place; Kopf's would duplicate them with tracebacks.
         settings.posting.enabled = False
         settings.posting.level = logging.CRITICAL
+        # `kill -USR1 <pid>` writes every asyncio task's stack to stderr: how to see where a hung operator
+        # waits, which no thread dump (py-spy, faulthandler) shows for coroutines.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
 
     @kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, id="token", registry=registry,
                  cancellation_timeout=5.0)
@@ -77,6 +84,16 @@ def register(registry: kopf.OperatorRegistry) -> None:
     async def close(memo: kopf.Memo, **_: Any) -> None:
         app: App = memo["app"]
         await app.close()
+
+
+def _dump_tasks() -> None:
+    out = io.StringIO()
+    tasks = asyncio.all_tasks()
+    out.write(f"--- {len(tasks)} asyncio tasks ---\n")
+    for task in tasks:
+        task.print_stack(limit=12, file=out)
+    sys.stderr.write(out.getvalue())
+    sys.stderr.flush()
 
 
 def _object_event(memo: kopf.Memo, kind: str, event_type: str | None, meta: kopf.Meta) -> None:
