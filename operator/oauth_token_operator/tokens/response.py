@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 from pydantic import SecretStr
 
 from ..api import AuthMethod
-from ..errors import InvalidTokenResponse
+from ..errors import InvalidTokenResponse, TokenError
 from .classify import classify_error_response, clean_server_text
 from .model import Token
 
@@ -182,31 +182,20 @@ def parse_token_response(
     sharpen that message's hint (see :func:`.classify.classify_error_response`).
     """
     headers = {name.lower(): value for name, value in headers.items()}
+
+    def refusal() -> TokenError:
+        return classify_error_response(status, headers, body, now=now, secrets=secrets, auth_method=auth_method,
+                                       credentials_source=credentials_source)
+
     if not 200 <= status < 300:
-        raise classify_error_response(
-            status,
-            headers,
-            body,
-            now=now,
-            secrets=secrets,
-            auth_method=auth_method,
-            credentials_source=credentials_source,
-        )
+        raise refusal()
     fields = _decode_body(headers, body, status)
     access_token = fields.get("access_token")
     if access_token == "":
         raise InvalidTokenResponse(f"token endpoint answered {status} with an empty access_token")
     if access_token is None:
         if fields.get("error"):  # an OAuth error wearing a 2xx
-            raise classify_error_response(
-                status,
-                headers,
-                body,
-                now=now,
-                secrets=secrets,
-                auth_method=auth_method,
-                credentials_source=credentials_source,
-            )
+            raise refusal()
         names = ", ".join(sorted(clean_server_text(str(name), limit=40) for name in fields if name)) or "none"
         raise InvalidTokenResponse(
             f"token endpoint answered {status} without an access_token (fields: {clean_server_text(names)})"
