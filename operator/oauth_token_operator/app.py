@@ -35,7 +35,8 @@ class App:
         tokens = token_client(settings)
         workers = WorkerRegistry()
         refresher = Refresher(kube=kube, tokens=tokens, health=EndpointHealth(), metrics=metrics,
-                              settings=settings, on_endpoint_recovered=workers.endpoint_recovered)
+                              settings=settings, on_endpoint_recovered=workers.endpoint_recovered,
+                              on_references=workers.track)
         return cls(settings=settings, kube=kube, tokens=tokens, metrics=metrics, refresher=refresher,
                    workers=workers)
 

@@ -59,8 +59,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
         try:
             while not stopped:
                 due = await app.refresher.run(_plain(body), worker)
-                target = (body.get("spec") or {}).get("target", {}).get("secretName", "")
-                app.workers.track(uid, namespace, worker, target)
                 await app.workers.sleep_until(uid, due)
         finally:
             app.workers.close(uid)

@@ -88,8 +88,12 @@ class Refresher:
 
     def __init__(self, *, kube: KubeClient, tokens: TokenClient, health: EndpointHealth,
                  metrics: Metrics, settings: OperatorSettings,
-                 on_endpoint_recovered: Callable[[str], None] | None = None) -> None:
+                 on_endpoint_recovered: Callable[[str], None] | None = None,
+                 on_references: Callable[[Worker, OAuthClientCredential], None] | None = None) -> None:
         self.on_endpoint_recovered = on_endpoint_recovered
+        # Told which objects a worker depends on before it reads any of them, so that a change arriving
+        # while it runs (even its very first run) still reaches it.
+        self.on_references = on_references
         self.kube = kube
         self.tokens = tokens
         self.health = health
@@ -113,6 +117,8 @@ class Refresher:
         if not worker.loaded:
             self._load(resource, worker)
         worker.references = referenced_objects(resource)
+        if self.on_references is not None:
+            self.on_references(worker, resource)
         try:
             resolved = await self._resolve(resource, worker)
             target = await self._target(resource, worker)

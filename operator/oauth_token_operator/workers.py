@@ -13,6 +13,7 @@ import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime
 
+from .api import OAuthClientCredential
 from .reconcile import Worker
 
 __all__ = ["WorkerRegistry"]
@@ -50,8 +51,11 @@ class WorkerRegistry:
     def __len__(self) -> int:
         return len(self._workers)
 
-    def track(self, uid: str, namespace: str, worker: Worker, target_name: str) -> None:
-        """Record which objects the worker depends on (after each run: the spec can change)."""
+    def track(self, worker: Worker, resource: OAuthClientCredential) -> None:
+        """Record which objects the worker depends on: on every run, before it reads them (the spec can
+        change, and an event arriving mid-run must find the worker)."""
+        uid, namespace = worker.uid, resource.metadata.namespace
+        target_name = resource.spec.target.secret_name
         refs = {(namespace, kind, name) for kind, name in worker.references}
         refs.add((namespace, "Secret", target_name))
         old = self._worker_refs.get(uid, set())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from oauth_token_operator.api import OAuthClientCredential
 from oauth_token_operator.workers import WorkerRegistry
 
 
@@ -14,7 +15,10 @@ def registry_with_worker() -> tuple[WorkerRegistry, str]:
     worker.references = {("Secret", "creds"), ("ConfigMap", "ca")}
     worker.seen_versions = {("Secret", "creds"): "10", ("ConfigMap", "ca"): "11", ("Secret", "tok"): "12"}
     worker.refs_changed = worker.target_changed = False
-    registry.track("uid-1", "ns", worker, "tok")
+    registry.track(worker, OAuthClientCredential.model_validate({
+        "metadata": {"name": "r", "namespace": "ns", "uid": "uid-1"},
+        "spec": {"tokenURL": "https://idp/token", "clientCredentialsSecretRef": {"name": "creds"},
+                 "target": {"secretName": "tok"}}}))
     return registry, "uid-1"
 
 
