@@ -18,7 +18,7 @@ import functools
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -27,7 +27,6 @@ from .. import api
 
 __all__ = ["Conflict", "KubeClient", "NotFound"]
 
-T = TypeVar("T")
 JSON = dict[str, Any]
 
 
@@ -49,6 +48,16 @@ def load_kube_config() -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(configuration)
 
 
+def _read_body(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+    """Call ``fn`` and read the whole response in the worker thread. An unread urllib3 response keeps its
+    connection out of the pool, so the next request opened a new TLS connection (measured at 10,000
+    resources: 47 % of the operator's CPU in TLS handshakes); reading here also keeps the socket read off
+    the event loop."""
+    response = fn(*args, **kwargs)
+    body: bytes = response.data
+    return body
+
+
 class KubeClient:
     """Async facade over the sync client, one instance per operator process."""
 
@@ -65,13 +74,13 @@ class KubeClient:
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self._on_request = on_request
 
-    async def _call(self, verb: str, resource: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(self, verb: str, resource: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
         self.requests[verb, resource] += 1
         if self._on_request is not None:
             self._on_request(verb, resource)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+            return await loop.run_in_executor(self._executor, functools.partial(_read_body, fn, *args, **kwargs))
         except ApiException as exc:
             if exc.status == 404:
                 raise NotFound(f"{exc.status} {exc.reason}") from None
@@ -80,8 +89,8 @@ class KubeClient:
             raise
 
     @staticmethod
-    def _json(response: Any) -> JSON:
-        data = json.loads(response.data)
+    def _json(body: bytes) -> JSON:
+        data = json.loads(body)
         assert isinstance(data, dict)
         return data
 
