@@ -176,13 +176,17 @@ def test_steady_refresh_costs_one_token_request_and_two_writes(
     assert delta[("create", "events")] == refreshes
 
 
-def test_a_spec_the_models_refuse_is_reported_with_a_warning(
-        kube: Kube, auth_server: AuthServer, operator: OperatorProcess, namespace: str) -> None:
-    # The API server accepts this (no CEL rule knows the placeholder list); the operator refuses it.
-    kube.create_occ(namespace, "bad", spec(auth_server.token_url, target="t") | {
-        "target": {"secretName": "t", "template": {"data": {"x": "${password}"}}}})
+def test_an_unusable_signing_key_is_invalid_spec_with_a_warning(
+        kube: Kube, auth_server: AuthServer, operator: OperatorProcess, namespace: str, client_id: str) -> None:
+    # Valid for the API server and the models, unusable at run time: the key Secret does not hold a PEM key.
+    kube.apply_secret(namespace, "creds", {"client_id": client_id})
+    kube.apply_secret(namespace, "jwt-key", {"private_key": "CANARY-not-a-pem-key"})
+    kube.create_occ(namespace, "bad", spec(auth_server.token_url, authMethod="private_key_jwt",
+                                          privateKeySecretRef={"name": "jwt-key"}))
     ready = wait_for(lambda: kube.ready(namespace, "bad").get("reason") == "InvalidSpec"
                      and kube.ready(namespace, "bad"), message="InvalidSpec")
-    assert ready["status"] == "False" and "${password}" in ready["message"]
+    assert ready["status"] == "False" and "key" in ready["message"].lower()
+    assert "CANARY" not in ready["message"]
     wait_for(lambda: any(e.reason == "InvalidSpec" and e.type == "Warning" for e in kube.events(namespace, "bad")),
              message="Warning Event")
+    assert auth_server.token_request_count(client_id) == 0
