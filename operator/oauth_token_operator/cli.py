@@ -190,11 +190,11 @@ def _load_documents(path: Path) -> list[dict[str, Any]]:
 
 
 async def _token(path: Path, settings: OperatorSettings, *, show_token: bool) -> int:
-    from .api import parse_duration
     from .app import token_client
     from .kube.target import rfc3339
     from .reconcile import parse_resource
     from .resolve import resolve_client_config
+    from .schedule import default_lifetime
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -215,12 +215,10 @@ async def _token(path: Path, settings: OperatorSettings, *, show_token: bool) ->
         body["metadata"].setdefault("namespace", "default")
         resource = parse_resource(body)
         resolved = await resolve_client_config(resource, _FileObjects(docs))
-        policy = resource.spec.refresh_policy
-        # As the operator does (Refresher._default_lifetime): the resource's defaultLifetime wins.
-        default_lifetime = parse_duration(policy.default_lifetime) if policy and policy.default_lifetime else None
+        lifetime = default_lifetime(resource.spec.refresh_policy, settings)
         client = token_client(settings)
         try:
-            result = await client.fetch_token(resolved.config, default_lifetime=default_lifetime)
+            result = await client.fetch_token(resolved.config, default_lifetime=lifetime)
         finally:
             await client.aclose()
     except OperatorError as exc:

@@ -207,12 +207,7 @@ class Refresher:
         return worker.target
 
     def _default_lifetime(self, resource: OAuthClientCredential) -> float:
-        policy = resource.spec.refresh_policy
-        if policy is not None and policy.default_lifetime:
-            from .api import parse_duration
-
-            return parse_duration(policy.default_lifetime)
-        return float(self.settings.default_token_lifetime_seconds)
+        return schedule.default_lifetime(resource.spec.refresh_policy, self.settings)
 
     def _due(self, resource: OAuthClientCredential, worker: Worker, target: TargetState, inputs: str,
              now: datetime) -> datetime:

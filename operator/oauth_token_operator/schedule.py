@@ -68,6 +68,7 @@ __all__ = [
     "URGENT_RETRY_FLOOR_SECONDS",
     "Policy",
     "backoff",
+    "default_lifetime",
     "describe_next",
     "humanize_duration",
     "jitter_unit",
@@ -152,6 +153,15 @@ class Policy:
         return cls(renew_before_percentage=percentage, renew_before=renew_before,
                    kubelet_sync=float(settings.kubelet_sync_seconds),
                    request_budget=float(settings.request_timeout_seconds))
+
+
+def default_lifetime(spec_policy: RefreshPolicy | None, settings: OperatorSettings) -> float:
+    """Seconds assumed for a token whose response states no lifetime (no ``expires_in``, not a JWT with
+    ``exp``): the resource's ``refreshPolicy.defaultLifetime``, else the operator setting. The operator and the
+    ``token`` command both ask here, so they agree."""
+    if spec_policy is not None and spec_policy.default_lifetime:
+        return parse_duration(spec_policy.default_lifetime)
+    return float(settings.default_token_lifetime_seconds)
 
 
 def jitter_unit(*parts: object) -> float:

@@ -307,3 +307,14 @@ def test_describe_next(next_in: float, expires_in: float | None, failing: bool, 
     expires = None if expires_in is None else T0 + timedelta(seconds=expires_in)
     assert describe_next(now=T0, next_attempt_at=T0 + timedelta(seconds=next_in), expires_at=expires,
                          failing=failing) == text
+
+
+def test_default_lifetime_prefers_the_resource_then_the_setting() -> None:
+    from oauth_token_operator.api import RefreshPolicy
+    from oauth_token_operator.schedule import default_lifetime
+    from oauth_token_operator.settings import OperatorSettings
+
+    settings = OperatorSettings(default_token_lifetime_seconds=1800)
+    assert default_lifetime(None, settings) == 1800
+    assert default_lifetime(RefreshPolicy(), settings) == 1800
+    assert default_lifetime(RefreshPolicy(defaultLifetime="15m"), settings) == 900
