@@ -41,7 +41,7 @@ def simulation(sizes: list[int], hours: int) -> None:
 def real(n: int, seconds: float, lifetime: int) -> None:
     import shutil
 
-    from bench.scale import GROUP, NAMESPACE, PLURAL, VERSION, TokenServer, list_schedules, log
+    from bench.scale import NAMESPACE, TokenServer, create_resource, list_schedules, log
     from kubernetes import client
     from tests.support.envtest import EnvTest, assets_dir
     from tests.support.operator_process import OperatorProcess
@@ -61,27 +61,7 @@ def real(n: int, seconds: float, lifetime: int) -> None:
 
             def create(i: int) -> None:
                 name = f"dead-{i:04d}"
-                core.create_namespaced_secret(
-                    NAMESPACE,
-                    {"metadata": {"name": f"{name}-client"}, "stringData": {"client_id": name, "client_secret": "x"}},
-                )
-                custom.create_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    NAMESPACE,
-                    PLURAL,
-                    {
-                        "apiVersion": f"{GROUP}/{VERSION}",
-                        "kind": "OAuthClientCredential",
-                        "metadata": {"name": name},
-                        "spec": {
-                            "tokenURL": server.url,
-                            "clientCredentialsSecretRef": {"name": f"{name}-client"},
-                            "tls": {"caBundleRef": {"kind": "ConfigMap", "name": "bench-ca"}},
-                            "target": {"secretName": f"{name}-token"},
-                        },
-                    },
-                )
+                create_resource(core, custom, name, server.url, client_secret="x")
 
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
                 list(pool.map(create, range(n)))

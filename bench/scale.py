@@ -80,6 +80,39 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def create_resource(core: Any, custom: Any, name: str, token_url: str, *, client_secret: str) -> None:
+    """One credentials Secret and one OAuthClientCredential pointing at ``token_url`` over HTTPS (CA from the
+    shared ``bench-ca`` ConfigMap). Each response is read: an unread urllib3 response keeps its connection out
+    of the pool, and every next request would open a new TLS connection."""
+    _ = core.create_namespaced_secret(
+        NAMESPACE,
+        {
+            "metadata": {"name": f"{name}-client"},
+            "type": "Opaque",
+            "stringData": {"client_id": name, "client_secret": client_secret},
+        },
+        _preload_content=False,
+    ).data
+    _ = custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "OAuthClientCredential",
+            "metadata": {"name": name},
+            "spec": {
+                "tokenURL": token_url,
+                "clientCredentialsSecretRef": {"name": f"{name}-client"},
+                "tls": {"caBundleRef": {"kind": "ConfigMap", "name": "bench-ca"}},
+                "target": {"secretName": f"{name}-token"},
+            },
+        },
+        _preload_content=False,
+    ).data
+
+
 def make_tls(directory: Path) -> tuple[Path, Path, Path]:
     """A throwaway CA and a serving certificate for 127.0.0.1: (ca, cert, key), from the tests' PKI."""
     from tests.support.pki import TestCA
@@ -369,35 +402,7 @@ def run_size(n: int, args: argparse.Namespace, assets: Path, server: TokenServer
 
         def create(i: int) -> None:
             name = f"{prefix}{i:05d}"
-            # Read each response: an unread urllib3 response keeps its connection out of the pool (a new TLS
-            # connection per request otherwise).
-            _ = core.create_namespaced_secret(
-                NAMESPACE,
-                {
-                    "metadata": {"name": f"{name}-client"},
-                    "type": "Opaque",
-                    "stringData": {"client_id": name, "client_secret": "s3cret-" + name},
-                },
-                _preload_content=False,
-            ).data
-            _ = custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                NAMESPACE,
-                PLURAL,
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "OAuthClientCredential",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "tokenURL": server.url,
-                        "clientCredentialsSecretRef": {"name": f"{name}-client"},
-                        "tls": {"caBundleRef": {"kind": "ConfigMap", "name": "bench-ca"}},
-                        "target": {"secretName": f"{name}-token"},
-                    },
-                },
-                _preload_content=False,
-            ).data
+            create_resource(core, custom, name, server.url, client_secret="s3cret-" + name)
 
         def create_all() -> float:
             log(f"N={n}: creating {n} Secrets + {n} OAuthClientCredentials ({args.threads} threads)")
