@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from . import __version__
 from .endpoint_health import EndpointHealth
-from .kube.client import KubeClient, load_kube_config
+from .kube.client import ApiGate, KubeClient, load_kube_config
 from .metrics import Metrics
 from .reconcile import Refresher
 from .settings import OperatorSettings
@@ -31,9 +31,11 @@ class App:
         def count(verb: str, resource: str) -> None:
             metrics.kube_requests.labels(verb=verb, resource=resource).inc()
 
-        kube = KubeClient(load_kube_config(), threads=settings.kube_client_threads, on_request=count)
-        tokens = token_client(settings)
         workers = WorkerRegistry()
+        kube = KubeClient(load_kube_config(), threads=settings.kube_client_threads, on_request=count,
+                          timeout=settings.kube_request_timeout_seconds,
+                          gate=ApiGate(on_recovered=workers.kube_recovered))
+        tokens = token_client(settings)
         refresher = Refresher(kube=kube, tokens=tokens, health=EndpointHealth(), metrics=metrics,
                               settings=settings, on_endpoint_recovered=workers.endpoint_recovered,
                               on_references=workers.track)

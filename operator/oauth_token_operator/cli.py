@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import secrets
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -24,19 +23,10 @@ import yaml
 from pydantic import ValidationError
 
 from . import __version__
-from .errors import (
-    EndpointUnavailable,
-    InputError,
-    InvalidSpec,
-    InvalidTokenResponse,
-    OperatorError,
-    TokenRequestRefused,
-)
+from .errors import EXIT_BAD_INPUT, EXIT_OK, InvalidSpec, OperatorError
 from .settings import OperatorSettings
 
 __all__ = ["main"]
-
-EXIT_OK, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 2, 3, 4
 
 TOKEN_EXAMPLE = textwrap.dedent("""\
     example (credentials.yaml):
@@ -127,37 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: OperatorSettings) -> int:
-    import kopf
+    from .kopf_edge.run import run_operator
 
-    from .app import App
-    from .handlers import register
-    from .logs import configure_logging
-
-    configure_logging(settings)
-    app = App.build(settings)
-    if settings.metrics_port:
-        app.metrics.serve(settings.metrics_port)
-    registry = kopf.OperatorRegistry()
-    register(registry)
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-    kopf_settings = kopf.OperatorSettings()
-    kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
-    # Kopf pauses every peer that sees a live peer of equal priority: replicas of one Deployment share their
-    # flags, so unless told otherwise each start draws its own priority (a tie is a 1 in 2**31 event).
-    priority = settings.peering_priority
-    if priority is None:
-        priority = secrets.randbelow(2**31)
-    asyncio.run(kopf.operator(
-        registry=registry,
-        settings=kopf_settings,
-        memo=kopf.Memo(app=app),
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        standalone=settings.peering is None,
-        peering_name=settings.peering,
-        priority=priority,
-        liveness_endpoint=liveness,
-    ))
+    run_operator(settings)
     return EXIT_OK
 
 
@@ -223,13 +185,7 @@ async def _token(path: Path, settings: OperatorSettings, *, show_token: bool) ->
             await client.aclose()
     except OperatorError as exc:
         print(f"{exc.reason}: {exc.message}", file=sys.stderr)
-        if isinstance(exc, InputError):
-            return EXIT_BAD_INPUT
-        if isinstance(exc, TokenRequestRefused):
-            return EXIT_REFUSED
-        if isinstance(exc, EndpointUnavailable | InvalidTokenResponse):
-            return EXIT_UNAVAILABLE
-        return EXIT_BAD_INPUT
+        return exc.exit_code
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     token = result.token

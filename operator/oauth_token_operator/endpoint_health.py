@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .errors import OperatorError, TokenRequestRefused
+from .errors import Circuit, OperatorError
 from .schedule import (
     NO_TOKEN_RETRY_CAP_SECONDS,
     RETRY_AFTER_CAP_SECONDS,
@@ -131,11 +131,11 @@ class EndpointHealth:
         failures of requests sent before it opened only refresh the message). Refusals close it: the server
         answered. Anything else never reached the server and only frees the probe slot.
         """
-        if not error.transient:
-            if isinstance(error, TokenRequestRefused):
-                self._circuits.pop(endpoint, None)
-            else:
-                self.release(endpoint)
+        if error.circuit is Circuit.CLOSE:
+            self._circuits.pop(endpoint, None)
+            return
+        if error.circuit is Circuit.UNTOUCHED:
+            self.release(endpoint)
             return
         not_before = now
         if error.retry_after is not None and error.retry_after > 0:

@@ -53,6 +53,9 @@ class Metrics:
             "oauth_token_operator_kube_requests", "Kubernetes API requests made by the refresh logic, by verb and "
             "resource (Kopf's own watch and finalizer requests are not included).", ["verb", "resource"],
             registry=self.registry)
+        self.events = Counter(
+            "oauth_token_operator_events", "Events the operator posted about its resources, by type and reason.",
+            ["type", "reason"], registry=self.registry)
         self._ready: dict[str, bool] = {}
         self.registry.register(_ReadyCollector(self._ready))
 

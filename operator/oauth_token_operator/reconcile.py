@@ -1,46 +1,62 @@
-"""One resource's refresh cycle: decide, request a token if due, write the Secret, report.
+"""One resource's refresh cycle: gather the facts, ask ``decide``, carry the decision out, report.
 
 :class:`Refresher` is what the Kopf daemon of each resource calls in a loop; it returns when it next wants to
-run. Everything it decides comes from pure functions (``schedule``, ``kube.target``, ``kube.status``,
-``tokens``); this module only sequences them and does the I/O.
+run. It decides nothing itself: *what* to do comes from :func:`~oauth_token_operator.decide.decide` (an ordered
+chain of named policies), *when* from ``schedule``, *what the user is told* from ``outcomes``, and every
+outcome leaves through the one funnel :meth:`~oauth_token_operator.report.Reporter.report`. The worker's
+memory is :class:`~oauth_token_operator.state.WorkerState`, changed only through its methods.
 
 Cost of a steady refresh (measured in the e2e tests and the benchmark): one token request, one Secret write
-(PUT with the resourceVersion we wrote last), one status patch. No reads: the referenced objects are cached
-from the last read and invalidated by watch events (``Worker.refs_changed``), the target Secret's version is
-the one our own write returned. Every outcome is reported from one place, :meth:`Refresher._report`: status
-condition, Event on transitions, metrics, log line.
+(PUT with the resourceVersion we wrote last), one status patch. No reads: the resolved configuration is cached
+under a key of the spec and the referenced objects' versions, which watch events keep current; the target
+Secret's version is the one our own write returned.
+
+Failures of the Kubernetes API server are the loop's own transient failures (a short backoff of
+:data:`~oauth_token_operator.schedule.KUBERNETES_CAP_SECONDS` at most, and an immediate retry when the
+client's gate sees the server answer again): they never escape to Kopf, whose daemon backoff is a minute.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
-from . import schedule
-from .api import OAuthClientCredential, ObjectMeta
+from . import outcomes, schedule
+from .api import OAuthClientCredential, OAuthClientCredentialStatus, ObjectMeta
+from .decide import Action, Decision, Facts, Trigger, decide
 from .endpoint_health import EndpointHealth
-from .errors import InputError, InvalidSpec, OperatorError, TargetSecretConflict, TokenError
-from .kube.client import Conflict, KubeClient, NotFound
-from .kube.status import event_body, ready_condition
-from .kube.target import TargetState, read_target_state, render_target_secret, rfc3339
+from .errors import (
+    InputError,
+    InvalidSpec,
+    KubernetesError,
+    KubernetesUnavailable,
+    OperatorError,
+    TargetSecretConflict,
+    TargetSecretRejected,
+    TokenError,
+)
+from .kube.client import Conflict, Invalid, KubeClient, NotFound
+from .kube.target import TargetState, read_target_state, render_target_secret
 from .metrics import Metrics
-from .reasons import Reason
-from .resolve import RefKey, Resolved, inputs_hash, referenced_objects, resolve_client_config
+from .outcomes import Notice
+from .reasons import EventReason, Reason
+from .report import Reporter
+from .resolve import Resolved, inputs_hash, referenced_objects, resolve_client_config
 from .settings import OperatorSettings
-from .tokens.client import TokenClient, TokenResult
+from .state import WorkerState
+from .tokens.client import TokenClient
+from .tokens.model import Token
 
-__all__ = ["Refresher", "Worker", "parse_resource"]
+__all__ = ["Refresher", "parse_resource"]
 
 JSON = dict[str, Any]
-# Re-read the referenced objects at least this often even without watch events (a missed event must not
-# keep a rotated secret unseen forever).
-REFS_MAX_AGE = 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -56,31 +72,10 @@ def parse_resource(body: JSON) -> OAuthClientCredential:
         raise InvalidSpec(f"the spec cannot be used: {problems}") from None
 
 
-@dataclass
-class Worker:
-    """What one resource's worker remembers between runs. Only a cache: status and the target Secret are
-    the durable record, and a fresh Worker (after a restart) rebuilds itself from them."""
-
-    uid: str
-    resolved: Resolved | None = None
-    resolved_at: float = 0.0
-    refs_changed: bool = True
-    target: TargetState | None = None
-    target_changed: bool = True
-    loaded: bool = False
-    attempted_inputs: str | None = None
-    failures: int = 0
-    last_reason: str | None = None
-    next_attempt: datetime | None = None
-    expires_at: datetime | None = None
-    last_status: JSON | None = None
-    seen_versions: dict[RefKey, str] = field(default_factory=dict)
-    references: set[RefKey] = field(default_factory=set)
-    blocked_on: str | None = None  # the endpoint whose open circuit this worker is waiting for
-    # While we write the target Secret, its watch event may arrive before our write's response: events are
-    # parked here (None: none came; "" : deleted) and compared with the version our write returned.
-    writing_target: bool = False
-    target_event_during_write: str | None = None
+def spec_digest(resource: OAuthClientCredential) -> str:
+    """Identifies the spec a resolved configuration was built from (part of that cache's key)."""
+    spec = resource.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Refresher:
@@ -89,7 +84,8 @@ class Refresher:
     def __init__(self, *, kube: KubeClient, tokens: TokenClient, health: EndpointHealth,
                  metrics: Metrics, settings: OperatorSettings,
                  on_endpoint_recovered: Callable[[str], None] | None = None,
-                 on_references: Callable[[Worker, OAuthClientCredential], None] | None = None) -> None:
+                 on_references: Callable[[WorkerState, OAuthClientCredential], None] | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.on_endpoint_recovered = on_endpoint_recovered
         # Told which objects a worker depends on before it reads any of them, so that a change arriving
         # while it runs (even its very first run) still reaches it.
@@ -99,53 +95,125 @@ class Refresher:
         self.health = health
         self.metrics = metrics
         self.settings = settings
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.reporter = Reporter(kube=kube, metrics=metrics, clock=self.now)
 
-    @staticmethod
-    def now() -> datetime:
-        return datetime.now(UTC)
+    def now(self) -> datetime:
+        return self._clock()
 
-    async def run(self, body: JSON, worker: Worker) -> datetime:
+    async def run(self, body: JSON, state: WorkerState) -> datetime:
         """One cycle for one resource; returns when to run again (earlier if woken by a change)."""
         now = self.now()
         try:
             resource = parse_resource(body)
         except InvalidSpec as exc:
-            meta = body.get("metadata") or {}
-            await self._report_invalid(body, exc, now)
-            log.warning("%s/%s: %s", meta.get("namespace"), meta.get("name"), exc.message)
-            return now + timedelta(seconds=schedule.INPUT_RECHECK_SECONDS)
-        if not worker.loaded:
-            self._load(resource, worker)
-        worker.references = referenced_objects(resource)
+            return await self._unparseable(body, state, exc, now)
+        if not state.loaded:
+            state.resume(resource.status)
+        # Nothing can be read or written while the API server is failing us: wait for the backoff (the
+        # client's gate moves it earlier as soon as the server answers again).
+        if state.kube_retry_at is not None and state.kube_retry_at > now:
+            return state.kube_retry_at
+        state.target_name = resource.spec.target.secret_name
+        state.references = frozenset(referenced_objects(resource))
         if self.on_references is not None:
-            self.on_references(worker, resource)
+            self.on_references(state, resource)
         try:
-            resolved = await self._resolve(resource, worker)
-            target = await self._target(resource, worker)
-        except InputError as exc:
-            worker.attempted_inputs = None
-            return await self._failed(resource, worker, exc, now, endpoint=None)
+            due = await self._cycle(resource, state, now)
+        except KubernetesError as exc:
+            return await self._kube_failed(resource, state, exc)
+        state.kube_answered()
+        return due
+
+    # -- facts -----------------------------------------------------------------------------------------------
+
+    async def _cycle(self, resource: OAuthClientCredential, state: WorkerState, now: datetime) -> datetime:
+        digest = spec_digest(resource)
+        if state.needs_resolve(digest, state.references):
+            try:
+                resolved = await resolve_client_config(resource, self.kube)
+            except InputError as exc:
+                state.resolved = None
+                state.attempted_inputs = ""  # any fix (a new version of the object) requests at once
+                return await self._failed(resource, state, exc, now, endpoint=None)
+            state.store_resolved(digest, resolved)
+        assert state.resolved is not None
+        resolved = state.resolved
+        target = await self._target(resource, state)
         inputs = inputs_hash(resource, resolved.versions)
-        due = self._due(resource, worker, target, inputs, now)
-        if due > now:
-            return due
-        # A change the user made (spec, referenced object, refresh annotation) is a deliberate request: it
-        # is sent even while the endpoint's circuit is open, and doubles as a probe.
-        requested_by_user = inputs != worker.attempted_inputs and target.has_token
-        worker.attempted_inputs = inputs
+        decision = decide(self._facts(resource, state, target, inputs, now))
+        log.debug("%s/%s: %s (%s)", resource.metadata.namespace, resource.metadata.name, decision.action,
+                  decision.trigger)
+        if decision.action is Action.WAIT:
+            assert decision.at is not None
+            return decision.at
+        if decision.action is Action.CONFLICT:
+            meta = resource.metadata
+            return await self._failed(resource, state, TargetSecretConflict(
+                f"Secret {meta.namespace}/{resource.spec.target.secret_name} exists and was not created by this "
+                f"resource; delete or rename it, or choose another target.secretName"), now, endpoint=None)
+        if decision.action is Action.WRITE:
+            assert state.held is not None
+            endpoint = state.status.token_endpoint or resource.spec.token_url or resource.spec.issuer_url or ""
+            notices: tuple[Notice, ...] = ()
+            if decision.trigger is Trigger.TARGET_TAMPERED:
+                notices = (Notice("Warning", EventReason.TARGET_SECRET_REPAIRED,
+                                  f"Secret {resource.spec.target.secret_name} was changed by somebody else; the "
+                                  "current token was written back"),)
+            return await self._store(resource, state, state.held.token, endpoint=endpoint, warnings=(),
+                                     inputs=inputs, notices=notices, new_token=False)
+        return await self._request(resource, state, resolved, inputs, decision, now)
+
+    def _facts(self, resource: OAuthClientCredential, state: WorkerState, target: TargetState, inputs: str,
+               now: datetime) -> Facts:
+        held = state.held
+        refresh_at = None
+        if target.exists and target.has_token and target.expires_at is not None:
+            issued = target.issued_at or target.expires_at - timedelta(seconds=self._default_lifetime(resource))
+            refresh_at = schedule.next_refresh_time(
+                issued_at=issued, expires_at=target.expires_at, jitter_key=resource.metadata.uid,
+                policy=schedule.Policy.from_spec(resource.spec.refresh_policy, self.settings))
+        return Facts(
+            now=now,
+            target=target,
+            inputs=inputs,
+            attempted_inputs=state.attempted_inputs if state.attempted_inputs is not None else target.inputs,
+            failures=state.failures,
+            next_attempt=state.next_attempt,
+            held_token_valid=held is not None and held.inputs == inputs and held.token.expires_at > now,
+            held_token_written=held is not None and held.written,
+            write_rejected=state.rejected_inputs == inputs,
+            refresh_at=refresh_at,
+        )
+
+    async def _target(self, resource: OAuthClientCredential, state: WorkerState) -> TargetState:
+        if state.target is None or state.target_stale:
+            secret = await self.kube.get_secret(resource.metadata.namespace, resource.spec.target.secret_name)
+            state.target_read(read_target_state(secret, resource.metadata.uid))
+        assert state.target is not None
+        return state.target
+
+    def _default_lifetime(self, resource: OAuthClientCredential) -> float:
+        return schedule.default_lifetime(resource.spec.refresh_policy, self.settings)
+
+    # -- actions ---------------------------------------------------------------------------------------------
+
+    async def _request(self, resource: OAuthClientCredential, state: WorkerState, resolved: Resolved,
+                       inputs: str, decision: Decision, now: datetime) -> datetime:
+        state.attempted_inputs = inputs
         endpoint = resource.spec.token_url or resource.spec.issuer_url or ""
         try:
             endpoint = await self.tokens.token_endpoint(resolved.config)
         except OperatorError as exc:
-            return await self._failed(resource, worker, exc, now, endpoint=endpoint)
-        admission = self.health.acquire(endpoint, now, expires_at=self._current_expiry(worker))
-        if not admission.allowed and not requested_by_user:
+            return await self._failed(resource, state, exc, now, endpoint=endpoint)
+        admission = self.health.acquire(endpoint, now, expires_at=self._current_expiry(state))
+        if not admission.allowed and not decision.requested_by_user:
             # The endpoint is failing for everybody: report its failure without adding to its load.
             assert admission.error is not None and admission.retry_at is not None
-            worker.blocked_on = endpoint
-            return await self._failed(resource, worker, admission.error, now, endpoint=endpoint,
-                                      requested=False, retry_at=admission.retry_at)
-        worker.blocked_on = None
+            state.blocked_on = endpoint
+            return await self._failed(resource, state, admission.error, now, endpoint=endpoint, counted=False,
+                                      retry_at=admission.retry_at)
+        state.blocked_on = None
         circuit_was_open = self.health.retry_at(endpoint) is not None
         started = time.monotonic()
         try:
@@ -155,7 +223,7 @@ class Refresher:
             self.health.record_failure(endpoint, exc, self.now())
             if isinstance(exc, TokenError):
                 self.metrics.observe_request(reason=exc.reason, url=endpoint, seconds=time.monotonic() - started)
-            return await self._failed(resource, worker, exc, self.now(), endpoint=endpoint)
+            return await self._failed(resource, state, exc, self.now(), endpoint=endpoint)
         except BaseException:
             self.health.release(endpoint)  # cancelled (resource deleted, operator stopping): free the probe
             raise
@@ -164,237 +232,153 @@ class Refresher:
             self.on_endpoint_recovered(endpoint)  # everybody waiting for this endpoint may try now
         self.metrics.observe_request(reason=Reason.TOKEN_ISSUED, url=result.endpoint,
                                      seconds=time.monotonic() - started)
-        return await self._succeeded(resource, worker, result, inputs)
+        # Held before it is written: a write the API server fails is retried with this token, not a new one.
+        state.hold(result.token, inputs, written=False)
+        return await self._store(resource, state, result.token, endpoint=result.endpoint, warnings=result.warnings,
+                                 inputs=inputs, notices=(), new_token=True)
 
-    @staticmethod
-    def _current_expiry(worker: Worker) -> datetime | None:
-        return worker.expires_at or (worker.target.expires_at if worker.target else None)
+    async def _store(self, resource: OAuthClientCredential, state: WorkerState, token: Token, *, endpoint: str,
+                     warnings: tuple[str, ...], inputs: str, notices: tuple[Notice, ...],
+                     new_token: bool) -> datetime:
+        """Write ``token`` into the target Secret and report it."""
+        meta = resource.metadata
+        try:
+            written = await self._write_target(resource, state, token, inputs)
+        except TargetSecretRejected as exc:
+            state.drop_held()
+            state.rejected_inputs = inputs  # only a change of the inputs can help: do not request again
+            return await self._failed(resource, state, exc, self.now(), endpoint=endpoint)
+        if not written:
+            return self.now()  # the Secret changed under us: look again (the held token is kept)
+        state.hold(token, inputs, written=True)
+        state.succeeded(token)
+        now = self.now()
+        next_refresh = schedule.next_refresh_time(
+            issued_at=token.issued_at, expires_at=token.expires_at, jitter_key=meta.uid,
+            policy=schedule.Policy.from_spec(resource.spec.refresh_policy, self.settings))
+        notes: list[str] = []
+        restart_notices: list[Notice] = []
+        if resource.spec.rollout_restart_targets:
+            if not self.settings.enable_rollout_restarts:
+                notes.append("rolloutRestartTargets is ignored: the operator runs without "
+                             "--enable-rollout-restarts (OAUTH_TOKEN_OPERATOR_ENABLE_ROLLOUT_RESTARTS)")
+                if "rollout-restarts-disabled" not in state.notified:
+                    state.notified.add("rollout-restarts-disabled")
+                    restart_notices.append(Notice("Warning", EventReason.ROLLOUT_RESTARTS_DISABLED, notes[-1]))
+            elif new_token:
+                restart_notices.extend(await self._restart_workloads(resource))
+        outcome = outcomes.issued(token=token, endpoint=endpoint, secret_name=resource.spec.target.secret_name,
+                                  inputs=inputs, next_refresh=next_refresh, now=now, warnings=warnings,
+                                  previous_reason=state.last_reason, notes=tuple(notes),
+                                  notices=(*notices, *restart_notices))
+        await self.reporter.report(meta, state, outcome)
+        log.info("%s/%s: token %s, expires %s, next refresh %s", meta.namespace, meta.name,
+                 "issued" if new_token else "written back", outcome.status["expires_at"].isoformat(),
+                 outcome.status["next_refresh_time"].isoformat())
+        return now if state.target_stale else next_refresh
 
-    # -- inputs -------------------------------------------------------------------------------------------
-
-    def _load(self, resource: OAuthClientCredential, worker: Worker) -> None:
-        """Resume from what status recorded (first run after a start or restart)."""
-        status = resource.status
-        worker.loaded = True
-        worker.failures = status.consecutive_failures
-        worker.next_attempt = status.next_refresh_time
-        worker.expires_at = status.expires_at
-        ready = next((c for c in status.conditions if c.type == "Ready"), None)
-        worker.last_reason = ready.reason if ready else None
-        worker.attempted_inputs = status.inputs_hash
-        worker.last_status = resource.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-    async def _resolve(self, resource: OAuthClientCredential, worker: Worker) -> Resolved:
-        fresh = time.monotonic() - worker.resolved_at < REFS_MAX_AGE
-        if worker.resolved is None or worker.refs_changed or not fresh:
-            worker.refs_changed = False
-            worker.resolved = await resolve_client_config(resource, self.kube)
-            worker.resolved_at = time.monotonic()
-            worker.seen_versions.update(worker.resolved.versions)
-        return worker.resolved
-
-    async def _target(self, resource: OAuthClientCredential, worker: Worker) -> TargetState:
-        if worker.target is None or worker.target_changed:
-            worker.target_changed = False
-            secret = await self.kube.get_secret(resource.metadata.namespace, resource.spec.target.secret_name)
-            worker.target = read_target_state(secret, resource.metadata.uid)
-            if worker.target.resource_version:
-                worker.seen_versions[("Secret", resource.spec.target.secret_name)] = worker.target.resource_version
-        if worker.target.exists and not worker.target.ours:
-            raise TargetSecretConflict(
-                f"Secret {resource.metadata.namespace}/{resource.spec.target.secret_name} exists and was not "
-                f"created by this resource; delete or rename it, or choose another target.secretName")
-        return worker.target
-
-    def _default_lifetime(self, resource: OAuthClientCredential) -> float:
-        return schedule.default_lifetime(resource.spec.refresh_policy, self.settings)
-
-    def _due(self, resource: OAuthClientCredential, worker: Worker, target: TargetState, inputs: str,
-             now: datetime) -> datetime:
-        """When the next token request is due (``<= now``: at once). Pure given its arguments."""
-        if not target.exists or not target.has_token or target.expires_at is None:
-            return now  # nothing usable in the Secret yet (or it was deleted): get one
-        if inputs != worker.attempted_inputs:
-            return now  # the spec, a referenced object or the refresh annotation changed
-        if worker.failures > 0 and worker.next_attempt is not None:
-            return worker.next_attempt
-        issued = target.issued_at or target.expires_at - timedelta(seconds=self._default_lifetime(resource))
-        policy = schedule.Policy.from_spec(resource.spec.refresh_policy, self.settings)
-        return schedule.next_refresh_time(issued_at=issued, expires_at=target.expires_at, policy=policy,
-                                          jitter_key=resource.metadata.uid)
-
-    # -- outcomes -----------------------------------------------------------------------------------------
-
-    async def _succeeded(self, resource: OAuthClientCredential, worker: Worker, result: TokenResult,
-                         inputs: str) -> datetime:
-        token = result.token
+    async def _write_target(self, resource: OAuthClientCredential, state: WorkerState, token: Token,
+                            inputs: str) -> bool:
+        """PUT (or create) the target Secret. False when it changed or vanished meanwhile (look again)."""
         meta = resource.metadata
         name = resource.spec.target.secret_name
-        target = worker.target
-        worker.writing_target, worker.target_event_during_write = True, None
+        target = state.target
+        written: JSON | None = None
+        state.begin_write()
         try:
             if target is not None and target.exists:
                 body = render_target_secret(resource, token, inputs, target.resource_version)
                 written = await self.kube.replace_secret(meta.namespace, name, body)
             else:
-                written = await self.kube.create_secret(meta.namespace, render_target_secret(resource, token,
-                                                                                             inputs))
+                written = await self.kube.create_secret(meta.namespace, render_target_secret(resource, token, inputs))
         except (Conflict, NotFound):
-            # Someone changed or deleted the Secret since we last saw it: look again, then retry at once.
-            worker.target_changed = True
-            worker.attempted_inputs = None
-            return self.now()
-        except InvalidSpec as exc:  # a template that cannot be rendered
-            return await self._failed(resource, worker, exc, self.now(), endpoint=result.endpoint)
+            return False
+        except Invalid as exc:
+            raise TargetSecretRejected(
+                f"the Kubernetes API server refused Secret {meta.namespace}/{name}: {exc.message}") from None
         finally:
-            worker.writing_target = False
-        worker.target = read_target_state(written, meta.uid)
-        if worker.target.resource_version:
-            worker.seen_versions[("Secret", name)] = worker.target.resource_version
-        parked = worker.target_event_during_write
-        if parked is not None and parked != worker.target.resource_version:
-            worker.target_changed = True  # somebody else touched the Secret right after our write
-        now = self.now()
-        policy = schedule.Policy.from_spec(resource.spec.refresh_policy, self.settings)
-        next_time = schedule.next_refresh_time(issued_at=token.issued_at, expires_at=token.expires_at,
-                                               policy=policy, jitter_key=meta.uid)
-        recovered = worker.last_reason is not None and worker.last_reason != Reason.TOKEN_ISSUED
-        first = worker.last_reason is None
-        worker.failures = 0
-        worker.next_attempt = next_time
-        worker.expires_at = token.expires_at
-        message = (f"token from {result.endpoint} valid until {rfc3339(token.expires_at)} "
-                   f"({schedule.humanize_duration((token.expires_at - now).total_seconds())}); "
-                   + schedule.describe_next(now=now, next_attempt_at=next_time, expires_at=token.expires_at,
-                                            failing=False))
-        if token.expiry_source == "default":
-            message += "; the server sent no expires_in, so the default lifetime is assumed"
-        for warning in result.warnings:
-            message += f"; WARNING: {warning}"
-        status = {
-            "conditions": [ready_condition(self._conditions(worker), ready=True, reason=Reason.TOKEN_ISSUED,
-                                           message=message, now=now, generation=meta.generation)],
-            "expiresAt": rfc3339(token.expires_at),
-            "expirySource": token.expiry_source,
-            "lastRefreshTime": rfc3339(token.issued_at),
-            "nextRefreshTime": rfc3339(next_time),
-            "consecutiveFailures": 0,
-            "tokenEndpoint": result.endpoint,
-            "scope": token.scope,
-            "observedGeneration": meta.generation,
-            "inputsHash": inputs,
-        }
-        event: tuple[Literal["Normal", "Warning"], str, str] | None = None
-        if first or recovered:
-            verb = "issued" if first else "issued again after failures"
-            event = ("Normal", str(Reason.TOKEN_ISSUED),
-                     f"Token {verb}; stored in Secret {name}, valid until {rfc3339(token.expires_at)}")
-        await self._report(resource, worker, status, event, ready=True)
-        for warning in result.warnings:  # flagged on every use, not only on transitions
-            await self._event(resource.metadata, "Warning", "InsecureTransport", warning)
-        await self._restart_workloads(resource)
-        log.info("%s/%s: token issued, expires %s, next refresh %s", meta.namespace, meta.name,
-                 rfc3339(token.expires_at), rfc3339(next_time))
-        return now if worker.target_changed else next_time
+            state.end_write(read_target_state(written, meta.uid) if written is not None else None)
+        return True
 
-    async def _failed(self, resource: OAuthClientCredential, worker: Worker, error: OperatorError,
-                      now: datetime, *, endpoint: str | None, requested: bool = True,
-                      retry_at: datetime | None = None) -> datetime:
-        meta = resource.metadata
-        if requested:
-            worker.failures += 1
-        expires = self._current_expiry(worker)
-        if retry_at is None:
-            delay = schedule.retry_delay(error=error, consecutive_failures=max(worker.failures, 1), now=now,
-                                         expires_at=expires, jitter_key=meta.uid)
-            retry_at = now + timedelta(seconds=delay)
-        worker.next_attempt = retry_at
-        next_time = retry_at
-        if isinstance(error, InputError):
-            message = (f"{error.message}; waiting for a change to the resource or the objects it references"
-                       + self._validity(expires, now))
-        else:
-            shared = "" if requested else " (shared by every resource using this endpoint)"
-            message = f"{error.message}{shared}; " + schedule.describe_next(
-                now=now, next_attempt_at=next_time, expires_at=expires, failing=True)
-        status: JSON = {
-            "conditions": [ready_condition(self._conditions(worker), ready=False, reason=error.reason,
-                                           message=message, now=now, generation=meta.generation)],
-            "nextRefreshTime": rfc3339(next_time),
-            "consecutiveFailures": worker.failures,
-            "observedGeneration": meta.generation,
-            "inputsHash": worker.attempted_inputs,
-        }
-        if endpoint:
-            status["tokenEndpoint"] = endpoint
-        event: tuple[Literal["Normal", "Warning"], str, str] | None = None
-        if worker.last_reason != str(error.reason):
-            event = ("Warning", str(error.reason), message)
-        await self._report(resource, worker, status, event, ready=False)
-        log.warning("%s/%s: %s: %s", meta.namespace, meta.name, error.reason, message)
-        return next_time
-
-    @staticmethod
-    def _validity(expires: datetime | None, now: datetime) -> str:
-        if expires is None:
-            return "; no valid token in the target Secret"
-        if expires > now:
-            return f"; current token valid for {schedule.humanize_duration((expires - now).total_seconds())}"
-        return "; the current token has expired"
-
-    def _conditions(self, worker: Worker) -> list[JSON]:
-        return list((worker.last_status or {}).get("conditions") or [])
-
-    async def _report(self, resource: OAuthClientCredential, worker: Worker, status: JSON,
-                      event: tuple[Literal["Normal", "Warning"], str, str] | None, *, ready: bool) -> None:
-        """The one place an outcome reaches the user: status, Event, metrics."""
-        meta = resource.metadata
-        reason = status["conditions"][0]["reason"]
-        merged = {**(worker.last_status or {}), **status}
-        if merged != worker.last_status:
-            try:
-                await self.kube.patch_status(meta.namespace, meta.name, status)
-                worker.last_status = merged
-            except NotFound:
-                pass  # the resource is being deleted
-        worker.last_reason = reason
-        if event is not None:
-            await self._event(resource.metadata, *event)
-        self.metrics.observe_resource(
-            namespace=meta.namespace, name=meta.name, ready=ready, failures=worker.failures,
-            expires_at=worker.expires_at.timestamp() if worker.expires_at else None)
-
-    async def _event(self, meta: ObjectMeta, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
-        try:
-            await self.kube.create_event(meta.namespace, event_body(meta, kind=kind, reason=reason, message=message,
-                                                                    now=self.now()))
-        except Exception as exc:  # an Event is best effort; never let it break a refresh
-            log.warning("%s/%s: could not post an Event: %s", meta.namespace, meta.name, type(exc).__name__)
-
-    async def _report_invalid(self, body: JSON, error: InvalidSpec, now: datetime) -> None:
-        """A resource our models cannot even parse: say so in its condition and a Warning Event (once)."""
-        meta = body.get("metadata") or {}
-        conditions = ((body.get("status") or {}).get("conditions")) or []
-        old: JSON = next((c for c in conditions if c.get("type") == "Ready"), {})
-        if old.get("reason") == str(error.reason) and old.get("message") == error.message:
-            return
-        condition = ready_condition(conditions, ready=False, reason=error.reason, message=error.message,
-                                    now=now, generation=int(meta.get("generation") or 0))
-        try:
-            await self.kube.patch_status(meta.get("namespace", ""), meta.get("name", ""),
-                                         {"conditions": [condition]})
-        except NotFound:
-            return
-        await self._event(ObjectMeta(name=meta.get("name", ""), namespace=meta.get("namespace", ""),
-                                     uid=meta.get("uid", "")), "Warning", str(error.reason), error.message)
-
-    async def _restart_workloads(self, resource: OAuthClientCredential) -> None:
+    async def _restart_workloads(self, resource: OAuthClientCredential) -> list[Notice]:
         # Microseconds, unlike kubectl's whole seconds: two tokens within one second (a refresh requested just
         # after the first token) must still change the pod template, or the second token never reaches pods.
         stamp = self.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        failed: list[Notice] = []
         for target in resource.spec.rollout_restart_targets:
             try:
                 await self.kube.restart_workload(resource.metadata.namespace, target.kind, target.name, stamp)
-            except Exception as exc:
-                await self._event(resource.metadata, "Warning", "RolloutRestartFailed",
-                                  f"could not restart {target.kind} {target.name}: {type(exc).__name__}")
+            except (KubernetesError, NotFound, Conflict, Invalid) as exc:
+                detail = exc.message if isinstance(exc, KubernetesError | Invalid) else type(exc).__name__
+                failed.append(Notice("Warning", EventReason.ROLLOUT_RESTART_FAILED,
+                                     f"could not restart {target.kind} {target.name}: {detail}"))
+        return failed
+
+    # -- failures --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _current_expiry(state: WorkerState) -> datetime | None:
+        return state.expires_at or (state.target.expires_at if state.target else None)
+
+    async def _failed(self, resource: OAuthClientCredential, state: WorkerState, error: OperatorError,
+                      now: datetime, *, endpoint: str | None, counted: bool = True,
+                      retry_at: datetime | None = None) -> datetime:
+        meta = resource.metadata
+        expires = self._current_expiry(state)
+        if isinstance(error, InputError):
+            # No backoff state: only a change helps, and a change wakes the worker; the recheck covers a
+            # missed watch event.
+            retry_at = now + timedelta(seconds=schedule.retry_delay(
+                error=error, consecutive_failures=1, now=now, expires_at=expires, jitter_key=meta.uid))
+        else:
+            if retry_at is None:
+                delay = schedule.retry_delay(error=error, consecutive_failures=state.failures + int(counted),
+                                             now=now, expires_at=expires, jitter_key=meta.uid)
+                retry_at = now + timedelta(seconds=delay)
+            state.failed(error, retry_at=retry_at, counted=counted)
+        outcome = outcomes.failure(error=error, now=now, retry_at=retry_at, expires_at=expires,
+                                   failures=state.failures, shared=not counted, endpoint=endpoint,
+                                   attempted_inputs=state.attempted_inputs)
+        await self.reporter.report(meta, state, outcome)
+        log.warning("%s/%s: %s: %s", meta.namespace, meta.name, error.reason, outcome.message)
+        return retry_at
+
+    async def _kube_failed(self, resource: OAuthClientCredential, state: WorkerState,
+                           error: KubernetesError) -> datetime:
+        meta = resource.metadata
+        now = self.now()
+        delay = schedule.retry_delay(error=error, consecutive_failures=state.kube_failures + 1, now=now,
+                                     expires_at=None, jitter_key=meta.uid)
+        retry_at = now + timedelta(seconds=delay)
+        state.kube_failed(retry_at)
+        log.warning("%s/%s: %s; retrying in %s", meta.namespace, meta.name, error.message,
+                    schedule.humanize_duration(delay))
+        if not isinstance(error, KubernetesUnavailable):
+            # The server answered (RBAC or admission said no): tell the user where they look.
+            outcome = outcomes.failure(error=error, now=now, retry_at=retry_at, expires_at=self._current_expiry(state),
+                                       failures=state.failures, shared=False, endpoint=None,
+                                       attempted_inputs=state.attempted_inputs)
+            try:
+                await self.reporter.report(meta, state, outcome)
+            except KubernetesError as again:
+                log.warning("%s/%s: could not report it either: %s", meta.namespace, meta.name, again.message)
+        return retry_at
+
+    async def _unparseable(self, body: JSON, state: WorkerState, error: InvalidSpec, now: datetime) -> datetime:
+        """A resource our models cannot even parse: say so in its condition, an Event and the metrics."""
+        raw = body.get("metadata") or {}
+        meta = ObjectMeta(name=raw.get("name", ""), namespace=raw.get("namespace", ""), uid=raw.get("uid", ""),
+                          generation=int(raw.get("generation") or 0))
+        if not state.loaded:
+            try:
+                status = OAuthClientCredentialStatus.model_validate(body.get("status") or {})
+            except ValidationError:
+                status = OAuthClientCredentialStatus()
+            state.resume(status)
+        try:
+            await self.reporter.report(meta, state, outcomes.unparseable(error))
+        except KubernetesError as exc:
+            log.warning("%s/%s: could not report an unparseable resource: %s", meta.namespace, meta.name,
+                        exc.message)
+        log.warning("%s/%s: %s", meta.namespace, meta.name, error.message)
+        return now + timedelta(seconds=schedule.INPUT_RECHECK_SECONDS)

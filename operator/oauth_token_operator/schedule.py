@@ -31,6 +31,8 @@ refused (InvalidClient,      2 min x 3^(n-1),     a revoked credential rarely co
 TokenRequestRejected)        cap 15 min           <= 6 requests in the first hour, <= 4/hour after.
 input (InvalidSpec, ...)     5 min recheck        a change to the spec or a referenced object retries at
                                                   once; the recheck only covers a missed watch event.
+Kubernetes API unavailable   1 s x 2^(n-1),       an API server restart takes seconds; due tokens must
+                             cap 15 s             follow within seconds of its return.
 ============================ ==================== ======================================================
 
 ``Retry-After`` is honoured: the delay is never shorter than the server asked, even if the current token
@@ -47,12 +49,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .api import RefreshPolicy, parse_duration
-from .errors import OperatorError, TokenRequestRefused
+from .errors import OperatorError, Retry
 from .settings import OperatorSettings
 
 __all__ = [
     "INPUT_RECHECK_SECONDS",
     "JITTER_FRACTION",
+    "KUBERNETES_BASE_SECONDS",
+    "KUBERNETES_CAP_SECONDS",
     "MIN_REFRESH_INTERVAL_SECONDS",
     "MIN_REFRESH_LIFETIME_FRACTION",
     "NO_TOKEN_RETRY_CAP_SECONDS",
@@ -106,6 +110,12 @@ REFUSED_FACTOR = 3.0
 REFUSED_CAP_SECONDS = 900.0
 #: The user's objects must change (which retries at once through the watch); this only catches a lost event.
 INPUT_RECHECK_SECONDS = 300.0
+# The Kubernetes API server failing us (down for an upgrade, restarting, overloaded): 1 s doubling, capped at
+# 15 s, so that resources whose tokens came due during an outage get them within seconds after it ends; the
+# jitter below spreads them, and the client's own gate (kube/client.py) keeps the outage itself quiet.
+KUBERNETES_BASE_SECONDS = 1.0
+KUBERNETES_FACTOR = 2.0
+KUBERNETES_CAP_SECONDS = 15.0
 #: Retry delays are lengthened by 0-20 %: spreads retries without ever retrying sooner than documented.
 RETRY_JITTER = 0.2
 #: Retry-After is honoured up to an hour; beyond that it is more likely a misconfiguration than a plan.
@@ -225,7 +235,7 @@ def retry_delay(*, error: OperatorError, consecutive_failures: int, now: datetim
     transient failures are retried sooner. See the module docstring for the numbers and why.
     """
     unit = jitter_unit(jitter_key, "retry", consecutive_failures)
-    if error.transient:
+    if error.retry is Retry.TRANSIENT:
         if expires_at is None or expires_at <= now:
             delay = backoff(consecutive_failures, base=TRANSIENT_BASE_SECONDS, factor=TRANSIENT_FACTOR,
                             cap=NO_TOKEN_RETRY_CAP_SECONDS, unit=unit)
@@ -233,10 +243,13 @@ def retry_delay(*, error: OperatorError, consecutive_failures: int, now: datetim
             delay = min(backoff(consecutive_failures, base=TRANSIENT_BASE_SECONDS, factor=TRANSIENT_FACTOR,
                                 cap=TRANSIENT_CAP_SECONDS, unit=unit),
                         transient_cap(now=now, expires_at=expires_at))
-    elif isinstance(error, TokenRequestRefused):
+    elif error.retry is Retry.KUBERNETES:
+        delay = backoff(consecutive_failures, base=KUBERNETES_BASE_SECONDS, factor=KUBERNETES_FACTOR,
+                        cap=KUBERNETES_CAP_SECONDS, unit=unit)
+    elif error.retry is Retry.REFUSED:
         delay = backoff(consecutive_failures, base=REFUSED_BASE_SECONDS, factor=REFUSED_FACTOR,
                         cap=REFUSED_CAP_SECONDS, unit=unit)
-    else:  # input errors (and anything unclassified): wait for a change event, recheck slowly
+    else:  # input errors: wait for a change event, recheck slowly
         delay = INPUT_RECHECK_SECONDS * (1 + RETRY_JITTER * unit)
     if error.retry_after is not None and error.retry_after > 0:
         delay = max(delay, min(error.retry_after, RETRY_AFTER_CAP_SECONDS))

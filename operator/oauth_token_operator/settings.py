@@ -61,3 +61,11 @@ class OperatorSettings(BaseSettings):
                                       "expiry when the lifetime allows.")
     kube_client_threads: int = Field(
         16, ge=1, le=256, description="Threads for calls through the (synchronous) Kubernetes client.")
+    kube_request_timeout_seconds: float = Field(
+        15.0, gt=0, le=300,
+        description="Read timeout of one Kubernetes API call: a half-open connection cannot hold a client "
+                    "thread longer than this.")
+    enable_rollout_restarts: bool = Field(
+        False, description="Let resources restart the workloads in their rolloutRestartTargets after each new "
+                           "token. Off by default: the install then grants no permission on workloads, and "
+                           "such a resource says in its status that the feature is off.")

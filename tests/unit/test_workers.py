@@ -12,9 +12,10 @@ from oauth_token_operator.workers import WorkerRegistry
 def registry_with_worker() -> tuple[WorkerRegistry, str]:
     registry = WorkerRegistry()
     worker = registry.open("uid-1")
-    worker.references = {("Secret", "creds"), ("ConfigMap", "ca")}
-    worker.seen_versions = {("Secret", "creds"): "10", ("ConfigMap", "ca"): "11", ("Secret", "tok"): "12"}
-    worker.refs_changed = worker.target_changed = False
+    worker.references = frozenset({("Secret", "creds"), ("ConfigMap", "ca")})
+    worker.target_name = "tok"
+    worker.known_versions = {("Secret", "creds"): "10", ("ConfigMap", "ca"): "11", ("Secret", "tok"): "12"}
+    worker.target_stale = False
     registry.track(worker, OAuthClientCredential.model_validate({
         "metadata": {"name": "r", "namespace": "ns", "uid": "uid-1"},
         "spec": {"tokenURL": "https://idp/token", "clientCredentialsSecretRef": {"name": "creds"},
@@ -33,12 +34,12 @@ def test_echo_of_a_version_already_seen_wakes_nobody() -> None:
     assert not woken(registry, uid)
 
 
-def test_a_changed_credentials_secret_wakes_and_invalidates_the_cache() -> None:
+def test_a_changed_credentials_secret_wakes_and_records_the_new_version() -> None:
     registry, uid = registry_with_worker()
     registry.object_changed("ns", "Secret", "creds", "20")
     assert woken(registry, uid)
     worker = registry.open(uid)
-    assert worker.refs_changed and not worker.target_changed
+    assert worker.known_versions[("Secret", "creds")] == "20" and not worker.target_stale
 
 
 def test_a_changed_or_deleted_target_secret_is_looked_at_again() -> None:
@@ -46,8 +47,8 @@ def test_a_changed_or_deleted_target_secret_is_looked_at_again() -> None:
     registry.object_changed("ns", "Secret", "tok", None)
     assert woken(registry, uid)
     worker = registry.open(uid)
-    assert worker.target_changed and not worker.refs_changed
-    assert ("Secret", "tok") not in worker.seen_versions
+    assert worker.target_stale
+    assert worker.known_versions[("Secret", "tok")] is None
 
 
 def test_a_deleted_then_recreated_reference_still_wakes() -> None:
@@ -111,5 +112,5 @@ def test_an_echo_of_our_write_arriving_before_its_response_is_parked_for_the_wri
     worker = registry.open(uid)
     worker.writing_target = True
     registry.object_changed("ns", "Secret", "tok", "13")
-    assert not woken(registry, uid) and not worker.target_changed
+    assert not woken(registry, uid) and not worker.target_stale
     assert worker.target_event_during_write == "13"

@@ -8,6 +8,15 @@ several times cheaper per call at thousands of resources, and the rest of the op
 
 Counts of requests by verb are kept in :attr:`KubeClient.requests` so that the benchmark and the e2e tests can
 measure what one refresh costs.
+
+Failures leave this module as the operator's own errors, never as the client's exceptions: 404 and 409 as
+:class:`NotFound` and :class:`Conflict` (control flow for the caller), 422 as :class:`Invalid` (with the API
+server's message, which names fields, never values), any other 4xx as
+:class:`~oauth_token_operator.errors.KubernetesRequestRefused`, and everything that waiting may cure (connection
+refused or reset, timeouts, 429, 5xx) as :class:`~oauth_token_operator.errors.KubernetesUnavailable`. Every
+call has a timeout, so a half-open connection cannot pin one of the pool's threads for good. While the API
+server is unreachable, :class:`ApiGate` lets one call through every couple of seconds and fails the others at
+once: an outage costs no request storm, and the first successful call tells the workers to try again.
 """
 
 from __future__ import annotations
@@ -16,18 +25,27 @@ import asyncio
 import collections
 import functools
 import json
+import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from .. import api
+from ..errors import KubernetesRequestRefused, KubernetesUnavailable
 
-__all__ = ["Conflict", "KubeClient", "NotFound"]
+__all__ = ["ApiGate", "Conflict", "Invalid", "KubeClient", "NotFound"]
 
 JSON = dict[str, Any]
+#: Connect and read timeouts of every call (seconds): an API server that accepted the connection but never
+#: answers must not hold a pool thread longer than this.
+CONNECT_TIMEOUT_SECONDS = 5.0
+#: The longest message of the API server's we quote (it names fields and rules, never values).
+MAX_API_MESSAGE = 300
 
 
 class NotFound(Exception):
@@ -38,6 +56,81 @@ class Conflict(Exception):
     """Optimistic concurrency failed (409): somebody else wrote the object since we read it."""
 
 
+class Invalid(Exception):
+    """The API server refused the object we sent (422), with its message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ApiGate:
+    """Circuit breaker for the API server itself. Not thread-safe: used on the event loop only.
+
+    Closed, every call goes through. After a call finds the server unreachable, one call per
+    ``probe_interval`` seconds is let through (the probe) and the rest fail at once with the last error, until
+    a call succeeds; then ``on_recovered`` runs (the workers waiting for the API server retry)."""
+
+    def __init__(self, *, probe_interval: float = 2.0, clock: Callable[[], float] = time.monotonic,
+                 on_recovered: Callable[[], None] | None = None) -> None:
+        self.probe_interval = probe_interval
+        self.on_recovered = on_recovered
+        self._clock = clock
+        self._error: KubernetesUnavailable | None = None
+        self._last_probe = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self._error is not None
+
+    def admit(self) -> None:
+        """Raise the last error unless this call may go to the server."""
+        if self._error is None:
+            return
+        now = self._clock()
+        if now - self._last_probe < self.probe_interval:
+            raise KubernetesUnavailable(self._error.message)
+        self._last_probe = now
+
+    def succeeded(self) -> None:
+        if self._error is not None:
+            self._error = None
+            if self.on_recovered is not None:
+                self.on_recovered()
+
+    def failed(self, error: KubernetesUnavailable) -> None:
+        if self._error is None:
+            self._last_probe = self._clock()
+        self._error = error
+
+
+def classify_api_exception(exc: ApiException, what: str) -> Exception:
+    """What an ``ApiException`` means to the operator (see the module docstring)."""
+    status = int(exc.status or 0)
+    if status == 404:
+        return NotFound(f"{status} {exc.reason}")
+    if status == 409:
+        return Conflict(f"{status} {exc.reason}")
+    if status == 422:
+        return Invalid(_api_message(exc) or f"{status} {exc.reason}")
+    if status == 0 or status == 429 or status >= 500:
+        return KubernetesUnavailable(f"the Kubernetes API server did not answer {what} ({status} {exc.reason})")
+    detail = _api_message(exc)
+    return KubernetesRequestRefused(f"the Kubernetes API server refused {what}: {status} {exc.reason}"
+                                    + (f": {detail}" if detail else ""))
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or b"{}")
+    except (ValueError, TypeError):
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(message, str):
+        return ""
+    return "".join(ch for ch in message if ch.isprintable())[:MAX_API_MESSAGE]
+
+
 def load_kube_config() -> kubernetes.client.ApiClient:
     """In-cluster service account when running in a pod, else ``KUBECONFIG``/``~/.kube/config``."""
     configuration = kubernetes.client.Configuration()
@@ -45,6 +138,12 @@ def load_kube_config() -> kubernetes.client.ApiClient:
         kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    # One quick reconnect for a connection the server closed while idle; never a retry of a read that timed
+    # out (it would multiply the timeout) nor of a status (our own backoff decides).
+    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, redirect=0, other=0)
+    if not configuration.verify_ssl:
+        # urllib3 warns on every request; once is enough (and goes through logging, so JSON logs stay JSON).
+        warnings.filterwarnings("once", category=urllib3.exceptions.InsecureRequestWarning)
     return kubernetes.client.ApiClient(configuration)
 
 
@@ -62,7 +161,8 @@ class KubeClient:
     """Async facade over the sync client, one instance per operator process."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient, *, threads: int = 16,
-                 on_request: Callable[[str, str], None] | None = None) -> None:
+                 on_request: Callable[[str, str], None] | None = None, timeout: float = 15.0,
+                 gate: ApiGate | None = None) -> None:
         # The pool's connections must match the threads, or threads queue for a connection.
         api_client.configuration.connection_pool_maxsize = max(threads, 4)
         api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = max(threads, 4)
@@ -73,20 +173,34 @@ class KubeClient:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self._on_request = on_request
+        self._timeout = (CONNECT_TIMEOUT_SECONDS, timeout)
+        self.gate = gate or ApiGate()
 
     async def _call(self, verb: str, resource: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+        what = f"{verb} {resource}"
+        self.gate.admit()
         self.requests[verb, resource] += 1
         if self._on_request is not None:
             self._on_request(verb, resource)
         loop = asyncio.get_running_loop()
+        kwargs.setdefault("_request_timeout", self._timeout)
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(_read_body, fn, *args, **kwargs))
+            body = await loop.run_in_executor(self._executor, functools.partial(_read_body, fn, *args, **kwargs))
         except ApiException as exc:
-            if exc.status == 404:
-                raise NotFound(f"{exc.status} {exc.reason}") from None
-            if exc.status == 409:
-                raise Conflict(f"{exc.status} {exc.reason}") from None
-            raise
+            error = classify_api_exception(exc, what)
+            if isinstance(error, KubernetesUnavailable):
+                self.gate.failed(error)
+            else:
+                self.gate.succeeded()  # the server answered
+            raise error from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # Connection refused or reset, timeouts, TLS failures: the server may be restarting.
+            unavailable = KubernetesUnavailable(
+                f"the Kubernetes API server did not answer {what} ({type(exc).__name__})")
+            self.gate.failed(unavailable)
+            raise unavailable from None
+        self.gate.succeeded()
+        return body
 
     @staticmethod
     def _json(body: bytes) -> JSON:

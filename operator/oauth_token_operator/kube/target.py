@@ -5,11 +5,18 @@ resource (uid): a Secret that merely has the right name is someone else's, and w
 (``TargetSecretConflict``) instead of overwriting it. Besides the token, the Secret's annotations record when
 the token was issued and expires and which inputs it was requested with, so that a restarted operator (or one
 whose status was lost) resumes the schedule instead of asking for a new token.
+
+The annotation ``data-sha256`` is a digest of everything we wrote that a consumer or the schedule relies on
+(the data and those three annotations): a Secret whose content no longer matches it was changed by somebody
+else, and is repaired (:attr:`TargetState.intact`). It is computed over values already stored in the same
+Secret, so it tells nobody anything the Secret does not.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +42,7 @@ MANAGED_BY_VALUE = "oauth-token-operator"
 ISSUED_AT_ANNOTATION = f"{GROUP}/issued-at"
 EXPIRES_AT_ANNOTATION = f"{GROUP}/expires-at"
 INPUTS_ANNOTATION = f"{GROUP}/inputs-hash"
+DIGEST_ANNOTATION = f"{GROUP}/data-sha256"
 PLACEHOLDERS = TEMPLATE_PLACEHOLDERS
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
@@ -107,7 +115,18 @@ def render_target_secret(resource: OAuthClientCredential, token: Token, inputs: 
     if resource_version is not None:
         metadata["resourceVersion"] = resource_version
     data = {k: base64.b64encode(v.encode()).decode() for k, v in _data(resource, token).items()}
+    annotations[DIGEST_ANNOTATION] = content_digest(data, annotations)
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata, "data": data}
+
+
+def content_digest(data: dict[str, str], annotations: dict[str, str]) -> str:
+    """The digest recorded in ``data-sha256``: the (base64) data and our schedule annotations."""
+    material = {
+        "data": data,
+        "annotations": {k: annotations.get(k) for k in (ISSUED_AT_ANNOTATION, EXPIRES_AT_ANNOTATION,
+                                                         INPUTS_ANNOTATION)},
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -121,6 +140,8 @@ class TargetState:
     expires_at: datetime | None = None
     inputs: str | None = None
     has_token: bool = False
+    intact: bool = False
+    """The data and schedule annotations are exactly what we wrote (``data-sha256`` matches)."""
 
 
 def read_target_state(secret: JSON | None, owner_uid: str) -> TargetState:
@@ -131,6 +152,11 @@ def read_target_state(secret: JSON | None, owner_uid: str) -> TargetState:
     owners = meta.get("ownerReferences") or []
     ours = labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and any(o.get("uid") == owner_uid for o in owners)
     annotations = meta.get("annotations") or {}
+    data = secret.get("data") or {}
+    recorded = annotations.get(DIGEST_ANNOTATION)
+    # Secrets written before the digest existed count as intact while they hold data (an upgrade must not
+    # cost every resource a token request); the next write adds the digest.
+    intact = bool(data) if recorded is None else recorded == content_digest(data, annotations)
     return TargetState(
         exists=True,
         ours=ours,
@@ -138,5 +164,6 @@ def read_target_state(secret: JSON | None, owner_uid: str) -> TargetState:
         issued_at=_parse_time(annotations.get(ISSUED_AT_ANNOTATION)),
         expires_at=_parse_time(annotations.get(EXPIRES_AT_ANNOTATION)),
         inputs=annotations.get(INPUTS_ANNOTATION),
-        has_token=bool(secret.get("data")),
+        has_token=bool(data),
+        intact=intact,
     )

@@ -164,6 +164,12 @@ def _scope(value: object) -> str | None:
     return None
 
 
+def is_header_safe_token(token: str) -> bool:
+    """RFC 6749 Appendix A.12: ``access-token = 1*VSCHAR`` (%x20-7E). A space would split an
+    ``Authorization`` header, so it is refused too: every character must be visible ASCII (%x21-7E)."""
+    return all("\x21" <= char <= "\x7e" for char in token)
+
+
 def parse_token_response(
     status: int,
     headers: Mapping[str, str],
@@ -202,10 +208,10 @@ def parse_token_response(
         )
     if not isinstance(access_token, str):
         raise InvalidTokenResponse(f"token endpoint answered {status} with an access_token that is not a string")
-    if not access_token.isprintable() or any(char.isspace() for char in access_token):
+    if not is_header_safe_token(access_token):
         raise InvalidTokenResponse(
-            f"token endpoint answered {status} with an access_token containing "
-            "whitespace or control characters; it could not be sent in a header"
+            f"token endpoint answered {status} with an access_token containing whitespace, control characters "
+            "non-ASCII characters (RFC 6749 allows visible ASCII only); it could not be sent in a header"
         )
     expires_at, source = _expiry(fields, access_token, now=now, default_lifetime=default_lifetime)
     return Token(

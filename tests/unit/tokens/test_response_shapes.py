@@ -481,6 +481,13 @@ ROWS = [
         Refused(Reason.INVALID_TOKEN_RESPONSE, ("control characters",), never_says=("Set-Cookie",)),
     ),
     Row(
+        # RFC 6749 A.12: access-token = 1*VSCHAR. Printable is not enough: no client can put it in a header.
+        "2xx-access_token-non-ascii",
+        200,
+        _json({"access_token": "tok\u00e9n-CANARY", "expires_in": 60}),
+        Refused(Reason.INVALID_TOKEN_RESPONSE, ("non-ASCII",), never_says=("CANARY",)),
+    ),
+    Row(
         "2xx-jwt-already-expired",
         200,
         _json({"access_token": _jwt({"exp": int(NOW.timestamp()) - 10})}),

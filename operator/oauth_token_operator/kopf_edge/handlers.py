@@ -21,8 +21,8 @@ from typing import Any
 
 import kopf
 
-from . import api
-from .app import App
+from .. import api
+from ..app import App
 
 __all__ = ["register"]
 

@@ -1,0 +1,71 @@
+"""The one reporting funnel: every outcome reaches the user as a condition, Events and metrics, together.
+
+ESO's ``markAsFailed``/``markAsDone`` lesson: a second path that sets only two of the three is a bug waiting to
+be found. :meth:`Reporter.report` is the only caller of ``patch_status`` and ``create_event`` in the refresh
+logic, and the only place the per-resource metrics change. Status is written through the typed model
+(``model_dump(by_alias=True)``), and only when it changed (a steady refresh costs one status write, a failure
+repeated on every retry costs none).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from .api import OAuthClientCredentialStatus, ObjectMeta
+from .kube.client import KubeClient, NotFound
+from .kube.status import event_body, set_condition
+from .metrics import Metrics
+from .outcomes import Notice, Outcome
+from .state import WorkerState
+
+__all__ = ["Reporter", "status_patch"]
+
+log = logging.getLogger(__name__)
+
+
+def status_patch(status: OAuthClientCredentialStatus) -> dict[str, Any]:
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Reporter:
+    def __init__(self, *, kube: KubeClient, metrics: Metrics, clock: Callable[[], datetime]) -> None:
+        self.kube = kube
+        self.metrics = metrics
+        self.clock = clock
+
+    async def report(self, meta: ObjectMeta, state: WorkerState, outcome: Outcome) -> None:
+        """Condition + status, Events, metrics. Raises only ``KubernetesError`` from the status write (the
+        caller backs off); Events are best effort."""
+        now = self.clock()
+        self.metrics.observe_resource(
+            namespace=meta.namespace, name=meta.name, ready=outcome.ready, failures=outcome.failures,
+            expires_at=outcome.expires_at.timestamp() if outcome.expires_at else None)
+        conditions = set_condition(state.status.conditions, type="Ready", status=outcome.ready,
+                                   reason=outcome.reason, message=outcome.message, now=now,
+                                   generation=meta.generation)
+        updated = state.status.model_copy(update={**outcome.status, "conditions": conditions,
+                                                  "observed_generation": meta.generation})
+        if status_patch(updated) != status_patch(state.status):
+            try:
+                await self.kube.patch_status(meta.namespace, meta.name, status_patch(updated))
+            except NotFound:
+                return  # the resource is being deleted
+            state.status = updated
+        notices = list(outcome.notices)
+        if outcome.on_transition is not None and str(outcome.reason) != state.last_reason:
+            notices.insert(0, outcome.on_transition)
+        state.last_reason = str(outcome.reason)
+        for notice in notices:
+            await self.notify(meta, notice)
+
+    async def notify(self, meta: ObjectMeta, notice: Notice) -> None:
+        """Post one Event (and count it). Only :meth:`report` and once-only notices call this."""
+        self.metrics.events.labels(type=notice.kind, reason=str(notice.reason)).inc()
+        try:
+            await self.kube.create_event(meta.namespace, event_body(
+                meta, kind=notice.kind, reason=notice.reason, message=notice.message, now=self.clock()))
+        except Exception as exc:  # an Event is best effort; never let it break a refresh
+            log.warning("%s/%s: could not post an Event: %s", meta.namespace, meta.name, type(exc).__name__)
