@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/dead_endpoint.py            # simulation only (instant)
     .venv/bin/python bench/dead_endpoint.py --real     # + 100 resources against a real 503 endpoint (~4 min)
 
-The simulation is ``simulate_dead_endpoint`` from ``tests/unit/test_endpoint_health.py``: the operator's own
+The simulation is ``simulate_dead_endpoint`` from ``tests/support/simulation.py``: the operator's own
 ``EndpointHealth`` circuit breaker and ``schedule.retry_delay`` driven by a virtual clock, 30-minute tokens at
 evenly spread points of their lives when the endpoint dies.
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "operator"))
 
 
 def simulation(sizes: list[int], hours: int) -> None:
-    from tests.unit.test_endpoint_health import simulate_dead_endpoint
+    from tests.support.simulation import simulate_dead_endpoint
 
     print(f"simulation: requests reaching a dead endpoint per hour, {hours} h outage, 30 min tokens")
     print(f"{'N':>6}  " + "  ".join(f"{f'h{h + 1}':>6}" for h in range(hours)) + "  per resource-hour (h1)")
@@ -41,10 +41,11 @@ def simulation(sizes: list[int], hours: int) -> None:
 def real(n: int, seconds: float, lifetime: int) -> None:
     import shutil
 
-    from bench.scale import NAMESPACE, TokenServer, create_resource, list_schedules, log
     from kubernetes import client
     from tests.support.envtest import EnvTest, assets_dir
     from tests.support.operator_process import OperatorProcess
+
+    from bench.scale import NAMESPACE, TokenServer, create_resource, list_schedules, log
 
     root = Path(tempfile.mkdtemp(prefix="oto-dead-"))
     server = TokenServer(root, expires_in=lifetime)

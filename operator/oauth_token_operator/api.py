@@ -165,7 +165,11 @@ class TargetTemplate(_Model):
                 f".replace('${{{name}}}', '')" for name in ("access_token", "token_type", "expires_at", "scope"))
                     + ".matches('[$][{][^}]*[}]'))",
             "message": "target.template.data may only use ${access_token}, ${token_type}, ${expires_at} and "
-                       "${scope}"}]},
+                       "${scope}"}, {
+            # What the API server accepts as a Secret key: refused at admission instead of at every write.
+            "rule": "self.all(k, size(k) <= 253 && k.matches('^[-._a-zA-Z0-9]+$') && k != '.' && k != '..')",
+            "message": "target.template.data keys must be valid Secret keys: letters, digits, '-', '_' and '.', "
+                       "at most 253 characters, not '.' or '..'"}]},
         description="Keys of the target Secret and their values. Values may use ${access_token}, "
                           "${token_type}, ${expires_at} and ${scope}; nothing else is substituted and nothing "
                           "is evaluated. When absent the keys access_token, token_type and expires_at are "
@@ -178,6 +182,10 @@ class TargetTemplate(_Model):
     @field_validator("data")
     @classmethod
     def _known_placeholders(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key in value or {}:
+            if len(key) > 253 or not re.fullmatch(KEY_PATTERN, key) or key in (".", ".."):
+                raise ValueError(f"target.template.data key {key!r} is not a valid Secret key: letters, digits, "
+                                 "'-', '_' and '.', at most 253 characters, not '.' or '..'")
         for key, text in (value or {}).items():
             unknown = sorted(set(_PLACEHOLDER_USE.findall(text)) - set(TEMPLATE_PLACEHOLDERS))
             if unknown:

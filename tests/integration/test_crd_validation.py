@@ -94,6 +94,12 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("unknown-template-placeholder",
      minimal(target={"secretName": "t", "template": {"data": {"x": "${env}"}}}),
      "target.template.data may only use"),
+    ("template-key-the-api-server-refuses-in-a-secret",
+     minimal(target={"secretName": "t", "template": {"data": {"bad key": "${access_token}"}}}),
+     "must be valid Secret keys"),
+    ("template-key-dot-dot",
+     minimal(target={"secretName": "t", "template": {"data": {"..": "${access_token}"}}}),
+     "must be valid Secret keys"),
     ("two-renew-rules", minimal(refreshPolicy={"renewBefore": "10m", "renewBeforePercentage": 30}),
      "at most one of renewBefore and renewBeforePercentage"),
 ]

@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-import heapq
 import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tests.support.simulation import simulate_dead_endpoint
 
 from oauth_token_operator.endpoint_health import ENDPOINT_MIN_CAP_SECONDS, Admission, EndpointHealth
 from oauth_token_operator.errors import (
@@ -24,9 +24,6 @@ from oauth_token_operator.schedule import (
     RETRY_AFTER_CAP_SECONDS,
     RETRY_JITTER,
     TRANSIENT_CAP_SECONDS,
-    Policy,
-    next_refresh_time,
-    retry_delay,
 )
 
 T0 = datetime(2026, 11, 23, 17, 0, 0, tzinfo=UTC)
@@ -40,45 +37,6 @@ def at(seconds: float) -> datetime:
 
 def down(message: str = "connection refused", retry_after: float | None = None) -> EndpointUnavailable:
     return EndpointUnavailable(message, retry_after=retry_after)
-
-
-def simulate_dead_endpoint(n_resources: int, hours: int, *, lifetime: float = 1800.0) -> list[int]:
-    """Requests per hour that reach a token endpoint which is down for ``hours``.
-
-    ``n_resources`` resources share the endpoint; when it goes down their tokens (``lifetime`` long) are at
-    evenly spread points of their lives, so some need a refresh at once and some expire during the outage.
-    Each resource follows the operator's loop: at its refresh or retry time it asks ``EndpointHealth``; if
-    allowed it sends (counted; fails at once) and backs off with ``retry_delay``; if not, it comes back at the
-    circuit's ``retry_at``.
-    """
-    health, policy, error = EndpointHealth(), Policy(), EndpointUnavailable("connection refused")
-    end = at(hours * 3600)
-    expires: list[datetime] = []
-    failures = [0] * n_resources
-    wakeups: list[tuple[datetime, int]] = []
-    for i in range(n_resources):
-        issued = at(-lifetime * i / n_resources)
-        expires.append(issued + timedelta(seconds=lifetime))
-        first = next_refresh_time(issued_at=issued, expires_at=expires[i], policy=policy, jitter_key=f"uid-{i}")
-        heapq.heappush(wakeups, (max(first, T0), i))
-    counts = [0] * hours
-    while wakeups:
-        now, i = heapq.heappop(wakeups)
-        if now >= end:
-            break
-        valid = expires[i] if expires[i] > now else None
-        admission = health.acquire(URL, now, expires_at=valid)
-        if admission.allowed:
-            counts[int((now - T0).total_seconds() // 3600)] += 1
-            health.record_failure(URL, error, now)
-            failures[i] += 1
-            delay = retry_delay(error=error, consecutive_failures=failures[i], now=now, expires_at=valid,
-                                jitter_key=f"uid-{i}")
-            heapq.heappush(wakeups, (now + timedelta(seconds=delay), i))
-        else:
-            assert admission.retry_at is not None and admission.retry_at > now
-            heapq.heappush(wakeups, (admission.retry_at, i))
-    return counts
 
 
 def open_circuit(health: EndpointHealth, failures: int, *, start: float = 0.0) -> float:

@@ -6,11 +6,12 @@ modules tested without a network; ``client`` is the thin httpx edge that sends w
 
 from __future__ import annotations
 
-from .classify import classify_error_response, classify_transport_error, redact
+from .classify import classify_error_response, redact
 from .client import TokenClient, TokenResult
 from .model import ClientConfig, TLSMaterial, Token
 from .request import BasicEncoding, PreparedRequest, build_token_request
 from .response import parse_token_response
+from .transport_errors import classify_transport_error
 
 __all__ = [
     "BasicEncoding",

@@ -1,7 +1,8 @@
 """The one place where token-endpoint failures become errors of the tree in :mod:`oauth_token_operator.errors`.
 
-Two kinds of failure reach us: an HTTP answer that is not a token (:func:`classify_error_response`) and an
-exception from the transport (:func:`classify_transport_error`). Both produce a
+Two kinds of failure reach us: an HTTP answer that is not a token (:func:`classify_error_response`, here) and
+an exception from the transport (:func:`~.transport_errors.classify_transport_error`, which needs httpx and so
+lives apart: this module is pure, as ``.importlinter`` enforces). Both produce a
 :class:`~oauth_token_operator.errors.TokenError` whose class says what to do next (wait, or fix the inputs)
 and whose message tells a human what happened and where to look, in one line.
 
@@ -18,16 +19,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from urllib.parse import quote, quote_plus, urlsplit
-
-import httpx
+from urllib.parse import quote, quote_plus
 
 from ..api import AuthMethod
 from ..errors import EndpointUnavailable, InvalidClient, TokenError, TokenRequestRejected
@@ -36,7 +33,6 @@ from .model import ClientConfig
 __all__ = [
     "MAX_SERVER_TEXT",
     "classify_error_response",
-    "classify_transport_error",
     "clean_server_text",
     "config_secrets",
     "is_invalid_client_answer",
@@ -322,73 +318,3 @@ def classify_error_response(
     if 400 <= status < 500 or 200 <= status < 300:  # a 2xx here carried an OAuth error instead of a token
         return TokenRequestRejected(f"{what}; the server refused the token request")
     return EndpointUnavailable(f"{what}; unexpected answer from the token endpoint")
-
-
-# ------------------------------------------------------------------------------------ transport failures
-
-
-def _causes(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def _where(url: str | None) -> str:
-    if not url:
-        return "the token endpoint"
-    parts = urlsplit(url)
-    return parts.netloc.rsplit("@", 1)[-1] or "the token endpoint"  # never show userinfo
-
-
-def classify_transport_error(
-    exc: BaseException, *, url: str | None = None, secrets: Iterable[str] = ()
-) -> EndpointUnavailable:
-    """The error for a request that got no HTTP answer: DNS, refused, timeout, TLS, broken protocol."""
-    secrets = tuple(secrets)
-    host = _where(url)
-    chain = list(_causes(exc))
-
-    def detail() -> str:
-        text = next((str(e) for e in chain if str(e)), type(exc).__name__)
-        return clean_server_text(text, secrets)
-
-    verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
-    if verify is not None or "CERTIFICATE_VERIFY_FAILED" in detail():
-        reason = getattr(verify, "verify_message", None) or detail()
-        return EndpointUnavailable(
-            f"TLS certificate verification failed for {host}: {clean_server_text(str(reason), secrets)}; if "
-            "the server uses a private or self-signed CA, add it with tls.caBundleRef"
-        )
-    if "WRONG_VERSION_NUMBER" in detail():
-        return EndpointUnavailable(
-            f"TLS handshake with {host} failed: the server does not speak TLS on this port (is the URL http:// "
-            "rather than https://, or the port wrong?)"
-        )
-    if any(isinstance(e, ssl.SSLError) for e in chain):
-        return EndpointUnavailable(
-            f"TLS handshake with {host} failed: {detail()}; check the server's TLS setup and, if it requires "
-            "a client certificate, tls.clientCertificateSecretRef"
-        )
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        phase: dict[type[BaseException], str] = {
-            httpx.ConnectTimeout: "connecting",
-            httpx.ReadTimeout: "waiting for the answer",
-            httpx.WriteTimeout: "sending the request",
-            httpx.PoolTimeout: "waiting for a connection",
-        }
-        doing = phase.get(type(exc), "waiting")
-        return EndpointUnavailable(f"timed out {doing} ({host}); the server is slow or unreachable")
-    if any(isinstance(e, socket.gaierror) for e in chain) or re.search(
-        r"name or service not known|nodename nor servname|name resolution|getaddrinfo", detail(), re.I
-    ):
-        return EndpointUnavailable(f"cannot resolve host {host}: {detail()}; check the URL's host name and cluster DNS")
-    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in detail().lower():
-        return EndpointUnavailable(f"connection to {host} refused; is the server running and is the port right?")
-    if isinstance(exc, httpx.ProtocolError):
-        return EndpointUnavailable(f"the connection to {host} broke the HTTP protocol: {detail()}")
-    if isinstance(exc, httpx.NetworkError | OSError):
-        return EndpointUnavailable(f"network error talking to {host}: {detail()}")
-    return EndpointUnavailable(f"request to {host} failed ({type(exc).__name__}): {detail()}")

@@ -42,7 +42,6 @@ from ..errors import (
 )
 from .classify import (
     classify_error_response,
-    classify_transport_error,
     config_secrets,
     is_invalid_client_answer,
     parse_retry_after,
@@ -52,6 +51,7 @@ from .model import ClientConfig, Token
 from .request import BasicEncoding, basic_encoding_matters, build_token_request
 from .response import parse_token_response
 from .tls import build_ssl_context, tls_material_key
+from .transport_errors import classify_transport_error
 
 __all__ = ["DEFAULT_USER_AGENT", "TokenClient", "TokenResult"]
 

@@ -17,7 +17,6 @@ from tokens_testkit import CANARY, PKI, private_pem, rsa_key, write_pair
 from oauth_token_operator.errors import EndpointUnavailable
 from oauth_token_operator.reasons import Reason
 from oauth_token_operator.tokens.classify import (
-    classify_transport_error,
     clean_server_text,
     config_secrets,
     is_invalid_client_answer,
@@ -26,6 +25,7 @@ from oauth_token_operator.tokens.classify import (
 )
 from oauth_token_operator.tokens.model import ClientConfig, TLSMaterial
 from oauth_token_operator.tokens.tls import build_ssl_context
+from oauth_token_operator.tokens.transport_errors import classify_transport_error
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

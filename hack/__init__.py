@@ -1,0 +1,1 @@
+"""Project scripts (run as scripts; a package only so that .importlinter can check what they import)."""

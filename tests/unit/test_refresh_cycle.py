@@ -1,0 +1,203 @@
+"""The refresh cycle end to end in memory: every path, including the six faults testing found.
+
+Fakes of the Kubernetes and token clients (``refresh_fakes``) keep the real contracts (versions, 409, 422);
+each test runs in milliseconds. The e2e tests prove the same behaviour against the real API server.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from typing import Any
+
+from refresh_fakes import START, Harness, harness, resource
+
+from oauth_token_operator.errors import EndpointUnavailable, InvalidTokenResponse
+from oauth_token_operator.kube.target import DIGEST_ANNOTATION
+
+JSON = dict[str, Any]
+
+
+def body(h: Harness, **spec: Any) -> JSON:
+    generation = 1 + len(spec)
+    return resource(status=h.kube.status.get(("ns", "r")), generation=generation, **spec)
+
+
+async def test_first_run_issues_a_token_and_reports_it_everywhere() -> None:
+    h = harness()
+    due = await h.run(body(h))
+    assert h.kube.secret_data("ns", "tok") == {"access_token": "token-1", "token_type": "Bearer",
+                                               "expires_at": "2026-12-01T13:00:00Z"}
+    ready = h.kube.ready()
+    assert ready["status"] == "True" and ready["reason"] == "TokenIssued"
+    assert h.kube.status[("ns", "r")]["tokenEndpoint"] == "https://idp.example/token"
+    assert h.kube.event_reasons() == ["TokenIssued"]
+    assert START + timedelta(minutes=30) < due < START + timedelta(minutes=45)
+
+
+async def test_a_steady_refresh_reads_nothing_and_writes_twice() -> None:
+    h = harness()
+    due = await h.run(body(h))
+    h.kube.calls.clear()
+    h.clock.now = due
+    await h.run(body(h))
+    assert len(h.tokens.requests) == 2
+    assert sorted(h.kube.calls) == [("patch", "oauthclientcredentials/status"), ("update", "secrets")]
+
+
+async def test_finding_1_a_spec_edit_takes_effect_at_once() -> None:
+    h = harness()
+    await h.run(body(h))
+    h.clock.advance(60)
+    await h.run(body(h, tokenURL="https://fixed.example/token", scopes=["api:read"]))
+    assert len(h.tokens.requests) == 2
+    config = h.tokens.requests[-1]
+    assert config.token_url == "https://fixed.example/token" and config.scopes == ("api:read",)
+    assert h.kube.status[("ns", "r")]["tokenEndpoint"] == "https://fixed.example/token"
+
+
+async def test_finding_2_a_tampered_target_is_repaired_without_a_new_token() -> None:
+    h = harness()
+    await h.run(body(h))
+    secret = h.kube.objects[("Secret", "ns", "tok")]
+    h.kube.put("Secret", "ns", "tok", {**secret, "data": {**secret["data"],
+                                                          "access_token": base64.b64encode(b"garbage").decode()}})
+    h.state.observe(("Secret", "tok"), h.kube.objects[("Secret", "ns", "tok")]["metadata"]["resourceVersion"])
+    await h.run(body(h))
+    assert (h.kube.secret_data("ns", "tok") or {})["access_token"] == "token-1"
+    assert len(h.tokens.requests) == 1
+    assert "TargetSecretRepaired" in h.kube.event_reasons()
+
+
+async def test_finding_2_a_deleted_key_after_a_restart_gets_a_new_token() -> None:
+    h = harness()
+    await h.run(body(h))
+    h.restart()
+    secret = h.kube.objects[("Secret", "ns", "tok")]
+    h.kube.put("Secret", "ns", "tok", {**secret, "data": {"token_type": secret["data"]["token_type"]}})
+    await h.run(body(h))
+    assert (h.kube.secret_data("ns", "tok") or {})["access_token"] == "token-2"
+    assert DIGEST_ANNOTATION in h.kube.objects[("Secret", "ns", "tok")]["metadata"]["annotations"]
+
+
+async def test_a_restart_with_a_fresh_token_requests_nothing() -> None:
+    h = harness()
+    await h.run(body(h))
+    h.restart()
+    h.clock.advance(60)
+    await h.run(body(h))
+    assert len(h.tokens.requests) == 1
+
+
+async def test_finding_3_a_write_the_api_server_refuses_is_reported_once_and_not_retried_in_a_loop() -> None:
+    h = harness()
+    # The models accept any label value; the API server does not (the CRD cannot express every such rule).
+    spec = {"target": {"secretName": "tok", "template": {"labels": {"team": "not a label!"}}}}
+    due = await h.run(body(h, **spec))
+    ready = h.kube.ready()
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "refused Secret ns/tok" in ready["message"] and "metadata.labels" in ready["message"]
+    assert h.kube.event_reasons() == ["InvalidSpec"]
+    for _ in range(3):  # woken again (or the recheck): no new token request, no new Event
+        h.clock.now = max(h.clock.now, due)
+        due = await h.run(body(h, **spec))
+    assert len(h.tokens.requests) == 1
+    assert h.kube.event_reasons() == ["InvalidSpec"]
+    # Fixing the spec requests at once.
+    await h.run(body(h, target={"secretName": "tok", "template": {"labels": {"team": "a"}}}, scopes=["x"]))
+    assert h.kube.ready()["reason"] == "TokenIssued" and len(h.tokens.requests) == 2
+
+
+async def test_finding_4_an_unusable_token_never_replaces_a_good_one() -> None:
+    h = harness()
+    due = await h.run(body(h))
+    h.tokens.fail_with = InvalidTokenResponse("token endpoint answered 200 with an access_token containing "
+                                              "non-ASCII characters")
+    h.clock.now = due
+    retry = await h.run(body(h))
+    assert (h.kube.secret_data("ns", "tok") or {})["access_token"] == "token-1"
+    ready = h.kube.ready()
+    assert ready["reason"] == "InvalidTokenResponse" and "current token valid for" in ready["message"]
+    assert h.clock.now < retry < h.clock.now + timedelta(seconds=30)
+
+
+async def test_finding_5_an_api_outage_is_a_short_backoff_and_the_held_token_is_written_after_it() -> None:
+    h = harness()
+    due = await h.run(body(h))
+    h.clock.now = due
+    h.kube.down = True
+    retry = await h.run(body(h))  # the token request succeeds, the Secret write does not
+    assert len(h.tokens.requests) == 2
+    assert h.clock.now < retry <= h.clock.now + timedelta(seconds=2)
+    for _ in range(4):  # still down: backoff grows, never beyond 15 s (+20 % jitter), no new token requests
+        h.clock.now = retry
+        retry = await h.run(body(h))
+        assert retry - h.clock.now <= timedelta(seconds=18)
+    h.kube.down = False
+    h.clock.now = retry
+    await h.run(body(h))
+    assert (h.kube.secret_data("ns", "tok") or {})["access_token"] == "token-2"
+    assert len(h.tokens.requests) == 2, "the token obtained during the outage is the one written after it"
+    assert h.kube.ready()["reason"] == "TokenIssued"
+
+
+async def test_an_endpoint_outage_keeps_the_token_and_backs_off() -> None:
+    h = harness()
+    due = await h.run(body(h))
+    h.tokens.fail_with = EndpointUnavailable("connection refused")
+    h.clock.now = due
+    first = await h.run(body(h))
+    h.clock.now = first
+    second = await h.run(body(h))
+    assert (second - h.clock.now) > (first - due), "exponential backoff"
+    assert h.kube.status[("ns", "r")]["consecutiveFailures"] == 2
+    assert h.kube.event_reasons().count("EndpointUnavailable") == 1, "a repeated failure is said once"
+    h.tokens.fail_with = None
+    h.clock.now = second
+    await h.run(body(h))
+    assert h.kube.ready()["reason"] == "TokenIssued"
+    assert h.kube.status[("ns", "r")]["consecutiveFailures"] == 0
+
+
+async def test_missing_credentials_report_and_recovery_is_immediate() -> None:
+    h = harness()
+    del h.kube.objects[("Secret", "ns", "creds")]
+    await h.run(body(h))
+    assert h.kube.ready()["reason"] == "CredentialsNotFound"
+    assert h.tokens.requests == []
+    h.kube.put("Secret", "ns", "creds", {"data": {"client_id": base64.b64encode(b"id").decode(),
+                                                  "client_secret": base64.b64encode(b"s").decode()}})
+    h.state.observe(("Secret", "creds"), h.kube.objects[("Secret", "ns", "creds")]["metadata"]["resourceVersion"])
+    await h.run(body(h))
+    assert h.kube.ready()["reason"] == "TokenIssued"
+
+
+async def test_a_secret_that_is_not_ours_is_never_touched() -> None:
+    h = harness()
+    h.kube.put("Secret", "ns", "tok", {"data": {"keep": base64.b64encode(b"me").decode()}})
+    await h.run(body(h))
+    assert h.kube.ready()["reason"] == "TargetSecretConflict"
+    assert h.kube.secret_data("ns", "tok") == {"keep": "me"} and h.tokens.requests == []
+
+
+async def test_an_unparseable_resource_is_reported_with_condition_event_and_metric() -> None:
+    h = harness()
+    broken = resource(extraParams={"grant_type": "password"})
+    await h.run(broken)
+    assert h.kube.ready()["reason"] == "InvalidSpec"
+    assert h.kube.event_reasons() == ["InvalidSpec"]
+    metrics = h.refresher.metrics
+    assert metrics.registry.get_sample_value("oauth_token_operator_resources", {"ready": "false"}) == 1
+    assert metrics.registry.get_sample_value("oauth_token_operator_events_total",
+                                             {"type": "Warning", "reason": "InvalidSpec"}) == 1
+
+
+async def test_rollout_restart_targets_are_ignored_and_said_so_unless_enabled() -> None:
+    h = harness()
+    await h.run(body(h, rolloutRestartTargets=[{"kind": "Deployment", "name": "app"}]))
+    assert ("patch", "deployments") not in h.kube.calls
+    assert "rolloutRestartTargets is ignored" in h.kube.ready()["message"]
+    assert "RolloutRestartsDisabled" in h.kube.event_reasons()
+    enabled = harness(enable_rollout_restarts=True)
+    await enabled.run(body(enabled, rolloutRestartTargets=[{"kind": "Deployment", "name": "app"}]))
+    assert ("patch", "deployments") in enabled.kube.calls
