@@ -22,6 +22,7 @@ __all__ = [
     "KIND",
     "PLURAL",
     "REFRESH_ANNOTATION",
+    "SECRET_OPT_IN_LABEL",
     "SHORT_NAME",
     "TEMPLATE_PLACEHOLDERS",
     "VERSION",
@@ -52,6 +53,9 @@ PLURAL = "oauthclientcredentials"
 SINGULAR = "oauthclientcredential"
 SHORT_NAME = "occ"
 REFRESH_ANNOTATION = f"{GROUP}/refresh"
+# With OAUTH_TOKEN_OPERATOR_REQUIRE_SECRET_LABEL, a referenced Secret is read only when it carries this label
+# set to "true" (SECURITY.md: creating an OAuthClientCredential then no longer reads any Secret of the namespace).
+SECRET_OPT_IN_LABEL = f"{GROUP}/allow-read"
 
 # RFC 3986 scheme + something that could be a host; finer checks (http vs https) happen in the operator,
 # because whether plain http is allowed is an operator setting, not a property of the resource.

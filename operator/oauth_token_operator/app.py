@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from . import __version__
+from .api import SECRET_OPT_IN_LABEL
 from .endpoint_health import EndpointHealth
 from .kube.client import ApiGate, KubeClient, load_kube_config
+from .kube.target import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from .kube.watch import SEED_TTL_SECONDS, MetadataWatch, WatchTarget
 from .metrics import Metrics
 from .reconcile import Refresher
 from .settings import OperatorSettings
@@ -24,6 +28,28 @@ class App:
     metrics: Metrics
     refresher: Refresher
     workers: WorkerRegistry
+    watches: list[MetadataWatch] = field(default_factory=list)
+
+    def watch_targets(self) -> list[WatchTarget]:
+        """What the operator watches besides its own resources: the metadata of Secrets and ConfigMaps, in
+        each watched namespace (or cluster-wide); with ``require_secret_label``, only the Secrets that opted in
+        and our own target Secrets (then the rest of the cluster's Secrets cost nothing at all)."""
+        namespaces: list[str | None] = list(self.settings.namespaces) or [None]
+        secrets = ([f"{SECRET_OPT_IN_LABEL}=true", f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"]
+                   if self.settings.require_secret_label else [None])
+        return [*(WatchTarget("Secret", ns, selector) for ns in namespaces for selector in secrets),
+                *(WatchTarget("ConfigMap", ns) for ns in namespaces)]
+
+    def start_watches(self, loop: asyncio.AbstractEventLoop) -> None:
+        targets = self.watch_targets()
+        self.workers.expect_watches(len(targets))
+        for target in targets:
+            watch = self.kube.metadata_watch(target, loop=loop, is_referenced=self.workers.is_referenced,
+                                             on_events=self.workers.objects_changed, on_seed=self.workers.seed,
+                                             on_synced=self.workers.watch_synced)
+            watch.start()
+            self.watches.append(watch)
+        loop.call_later(SEED_TTL_SECONDS, self.workers.drop_seed)
 
     @classmethod
     def build(cls, settings: OperatorSettings) -> App:
@@ -43,6 +69,8 @@ class App:
                    workers=workers)
 
     async def close(self) -> None:
+        for watch in self.watches:
+            watch.stop()
         await self.tokens.aclose()
         await self.kube.close()
 

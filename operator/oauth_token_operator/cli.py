@@ -176,7 +176,8 @@ async def _token(path: Path, settings: OperatorSettings, *, show_token: bool) ->
             raise InvalidSpec(f"{path}: the OAuthClientCredential needs metadata with a name")
         body["metadata"].setdefault("namespace", "default")
         resource = parse_resource(body)
-        resolved = await resolve_client_config(resource, _FileObjects(docs))
+        resolved = await resolve_client_config(resource, _FileObjects(docs),
+                                               require_secret_label=settings.require_secret_label)
         lifetime = default_lifetime(resource.spec.refresh_policy, settings)
         client = token_client(settings)
         try:

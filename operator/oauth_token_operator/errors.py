@@ -12,6 +12,7 @@ that every concrete class sets all four::
     │   │   └── TargetSecretRejected  the API server refused the Secret we rendered (InvalidSpec)
     │   ├── CredentialsNotFound       a referenced Secret/ConfigMap or key is missing (CredentialsNotFound)
     │   ├── TargetSecretConflict      the target Secret exists and is not ours       (TargetSecretConflict)
+    │   ├── SecretNotPermitted        the Secret lacks the opt-in label the install requires (SecretNotPermitted)
     │   └── AssertionNotPermitted     the ServiceAccount did not opt in to that audience (AssertionNotPermitted)
     ├── TokenError                    the token endpoint did not give us a usable token
     │   ├── TokenRequestRefused       the server said no (4xx / OAuth error): retried slowly        exit 3
@@ -54,6 +55,7 @@ __all__ = [
     "KubernetesUnavailable",
     "OperatorError",
     "Retry",
+    "SecretNotPermitted",
     "TargetSecretConflict",
     "TargetSecretRejected",
     "TokenError",
@@ -138,6 +140,12 @@ class CredentialsNotFound(InputError):
 
 class TargetSecretConflict(InputError):
     reason = Reason.TARGET_SECRET_CONFLICT
+
+
+class SecretNotPermitted(InputError):
+    """``require_secret_label`` is on and a referenced Secret does not carry the opt-in label."""
+
+    reason = Reason.SECRET_NOT_PERMITTED
 
 
 class AssertionNotPermitted(InputError):

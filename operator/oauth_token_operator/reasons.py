@@ -25,6 +25,7 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     TARGET_SECRET_CONFLICT = "TargetSecretConflict"
     ASSERTION_NOT_PERMITTED = "AssertionNotPermitted"
+    SECRET_NOT_PERMITTED = "SecretNotPermitted"
     KUBERNETES_API_ERROR = "KubernetesAPIError"
 
 

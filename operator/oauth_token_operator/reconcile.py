@@ -129,18 +129,20 @@ class Refresher:
 
     async def _cycle(self, resource: OAuthClientCredential, state: WorkerState, now: datetime) -> datetime:
         digest = spec_digest(resource)
-        if state.needs_resolve(digest, state.references):
-            try:
-                resolved = await resolve_client_config(resource, self.kube)
-            except InputError as exc:
-                state.resolved = None
-                state.attempted_inputs = ""  # any fix (a new version of the object) requests at once
-                return await self._failed(resource, state, exc, now, endpoint=None)
-            state.store_resolved(digest, resolved)
-        assert state.resolved is not None
-        resolved = state.resolved
+        # The inputs are known without reading anything when the cache is current, or when the watches report
+        # a version for every referenced object (after a restart: from the start-up seed). The objects
+        # themselves are read only when a token is to be requested.
+        versions = None if state.needs_resolve(digest, state.references) else state.resolved_versions()
+        if versions is None:
+            versions = state.watched_versions()
+        if versions is None:
+            failed = await self._resolve(resource, state, digest, now)
+            if failed is not None:
+                return failed
+            versions = state.resolved_versions()
+        assert versions is not None
         target = await self._target(resource, state)
-        inputs = inputs_hash(resource, resolved.versions)
+        inputs = inputs_hash(resource, versions)
         decision = decide(self._facts(resource, state, target, inputs, now))
         log.debug("%s/%s: %s (%s)", resource.metadata.namespace, resource.metadata.name, decision.action,
                   decision.trigger)
@@ -162,7 +164,28 @@ class Refresher:
                                   "current token was written back"),)
             return await self._store(resource, state, state.held.token, endpoint=endpoint, warnings=(),
                                      inputs=inputs, notices=notices, new_token=False)
-        return await self._request(resource, state, resolved, inputs, decision, now)
+        if state.needs_resolve(digest, state.references):
+            failed = await self._resolve(resource, state, digest, now)
+            if failed is not None:
+                return failed
+            fresh = inputs_hash(resource, state.resolved_versions() or {})
+            if fresh != inputs:  # changed between the watch event and our read: decide again
+                return self.now()
+        assert state.resolved is not None
+        return await self._request(resource, state, state.resolved, inputs, decision, now)
+
+    async def _resolve(self, resource: OAuthClientCredential, state: WorkerState, digest: str,
+                       now: datetime) -> datetime | None:
+        """Read the referenced objects into the cache; on an input error report it and return the recheck."""
+        try:
+            resolved = await resolve_client_config(resource, self.kube,
+                                                   require_secret_label=self.settings.require_secret_label)
+        except InputError as exc:
+            state.resolved = None
+            state.attempted_inputs = ""  # any fix (a new version of the object) requests at once
+            return await self._failed(resource, state, exc, now, endpoint=None)
+        state.store_resolved(digest, resolved)
+        return None
 
     def _facts(self, resource: OAuthClientCredential, state: WorkerState, target: TargetState, inputs: str,
                now: datetime) -> Facts:

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from .api import REFRESH_ANNOTATION, AuthMethod, OAuthClientCredential
-from .errors import CredentialsNotFound
+from .api import REFRESH_ANNOTATION, SECRET_OPT_IN_LABEL, AuthMethod, OAuthClientCredential
+from .errors import CredentialsNotFound, SecretNotPermitted
 from .tokens.model import ClientConfig, TLSMaterial
 
 __all__ = ["ObjectSource", "RefKey", "Resolved", "inputs_hash", "referenced_objects", "resolve_client_config"]
@@ -63,9 +63,10 @@ def _strip_newline(value: str) -> str:
 
 
 class _Reader:
-    def __init__(self, source: ObjectSource, namespace: str) -> None:
+    def __init__(self, source: ObjectSource, namespace: str, *, require_secret_label: bool = False) -> None:
         self.source = source
         self.namespace = namespace
+        self.require_secret_label = require_secret_label
         self.versions: dict[RefKey, str] = {}
         self._cache: dict[RefKey, JSON] = {}
 
@@ -76,6 +77,12 @@ class _Reader:
             obj = await getter(self.namespace, name)
             if obj is None:
                 raise CredentialsNotFound(f"{kind} {self.namespace}/{name} not found")
+            labels = (obj.get("metadata") or {}).get("labels") or {}
+            if kind == "Secret" and self.require_secret_label and labels.get(SECRET_OPT_IN_LABEL) != "true":
+                raise SecretNotPermitted(
+                    f"Secret {self.namespace}/{name} is not labelled {SECRET_OPT_IN_LABEL}=true, which this "
+                    "operator requires before it reads a Secret (OAUTH_TOKEN_OPERATOR_REQUIRE_SECRET_LABEL); "
+                    "whoever may read the Secret can add the label")
             self._cache[key] = obj
             self.versions[key] = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         return self._cache[key]
@@ -96,19 +103,21 @@ class _Reader:
                 raise CredentialsNotFound(
                     f"{kind} {self.namespace}/{name} key {key} is not valid base64-encoded UTF-8") from None
         else:
-            present = sorted({*string_data, *data, *binary})
-            raise CredentialsNotFound(
-                f"{kind} {self.namespace}/{name} has no key {key!r} (it has: {', '.join(present) or 'none'})")
+            # The keys it does have are not listed: that would tell whoever may create a resource (but not
+            # read Secrets) what every Secret of the namespace holds.
+            raise CredentialsNotFound(f"{kind} {self.namespace}/{name} has no key {key!r}")
         text = _strip_newline(text)
         if not text:
             raise CredentialsNotFound(f"{kind} {self.namespace}/{name} key {key!r} is empty")
         return text
 
 
-async def resolve_client_config(resource: OAuthClientCredential, source: ObjectSource) -> Resolved:
-    """Read every referenced object and build the request configuration, or raise CredentialsNotFound."""
+async def resolve_client_config(resource: OAuthClientCredential, source: ObjectSource, *,
+                                require_secret_label: bool = False) -> Resolved:
+    """Read every referenced object and build the request configuration, or raise CredentialsNotFound (or
+    SecretNotPermitted for an unlabelled Secret when ``require_secret_label``)."""
     spec = resource.spec
-    reader = _Reader(source, resource.metadata.namespace)
+    reader = _Reader(source, resource.metadata.namespace, require_secret_label=require_secret_label)
     creds = spec.client_credentials_secret_ref
     client_id = await reader.value("Secret", creds.name, creds.client_id_key)
     client_secret: SecretStr | None = None

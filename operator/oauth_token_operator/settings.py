@@ -69,3 +69,10 @@ class OperatorSettings(BaseSettings):
         False, description="Let resources restart the workloads in their rolloutRestartTargets after each new "
                            "token. Off by default: the install then grants no permission on workloads, and "
                            "such a resource says in its status that the feature is off.")
+    require_secret_label: bool = Field(
+        False, description="Read a referenced Secret only if it carries the label "
+                           "oauth-token-operator.dev/allow-read=true. Without it, whoever may create an "
+                           "OAuthClientCredential in a namespace can have any Secret of that namespace sent to a "
+                           "URL of their choice; with it, only Secrets someone deliberately labelled (and "
+                           "labelling needs write access to the Secret). The operator then also watches only "
+                           "labelled Secrets and its own target Secrets.")

@@ -97,6 +97,20 @@ class WorkerState:
             return True
         return any(self.known_versions.get(ref, version) != version for ref, version in resolved.versions.items())
 
+    def resolved_versions(self) -> dict[RefKey, str] | None:
+        return dict(self.resolved.versions) if self.resolved is not None else None
+
+    def watched_versions(self) -> dict[RefKey, str] | None:
+        """The versions of every referenced object as the watches (or the start-up seed) report them, when
+        all are known and none was deleted: enough to tell whether the inputs changed without reading them."""
+        versions: dict[RefKey, str] = {}
+        for ref in self.references:
+            version = self.known_versions.get(ref)
+            if version is None:
+                return None
+            versions[ref] = version
+        return versions
+
     def store_resolved(self, spec_digest: str, resolved: Resolved) -> None:
         self.resolved, self.resolved_spec, self.resolved_at = resolved, spec_digest, time.monotonic()
         self.known_versions.update(resolved.versions)

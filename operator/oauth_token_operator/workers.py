@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from .api import OAuthClientCredential
@@ -36,6 +37,12 @@ class WorkerRegistry:
         # (namespace, kind, name) -> uids of workers that read (or write) that object
         self._refs: defaultdict[ObjectKey, set[str]] = defaultdict(set)
         self._worker_refs: dict[str, set[ObjectKey]] = {}
+        # The metadata watches (kube/watch.py): how many are still listing, and the first listing's versions of
+        # every object, kept for a couple of minutes so that workers starting now need not read them.
+        self._listing = 0
+        self._synced = asyncio.Event()
+        self._synced.set()
+        self._seed: dict[str, dict[tuple[str, str], str]] = {}
 
     def open(self, uid: str) -> WorkerState:
         if uid not in self._workers:
@@ -56,8 +63,49 @@ class WorkerRegistry:
         return len(self._workers)
 
     def is_referenced(self, namespace: str, kind: str, name: str) -> bool:
-        """Whether any worker reads or writes this object (what the watches filter on)."""
-        return (namespace, kind, name) in self._refs
+        """Whether the watches should report this object: a worker reads or writes it, or the seed of its kind
+        is still kept (then every change must reach the seed). Called from the watch threads: one dict lookup,
+        atomic under the GIL."""
+        return (namespace, kind, name) in self._refs or kind in self._seed
+
+    # -- the metadata watches --------------------------------------------------------------------------------
+
+    def expect_watches(self, count: int) -> None:
+        """``count`` watches are about to list; :meth:`wait_synced` waits for all of them."""
+        self._listing += count
+        if self._listing > 0:
+            self._synced.clear()
+
+    def watch_synced(self) -> None:
+        self._listing = max(0, self._listing - 1)
+        if self._listing == 0:
+            self._synced.set()
+
+    async def wait_synced(self, within: float) -> bool:
+        """Wait (at most ``within`` seconds) until every watch has listed once."""
+        try:
+            async with asyncio.timeout(within):
+                await self._synced.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def seed(self, kind: str, versions: dict[tuple[str, str], str]) -> None:
+        self._seed.setdefault(kind, {}).update(versions)
+
+    def drop_seed(self) -> None:
+        self._seed.clear()
+
+    def objects_changed(self, kind: str, events: Iterable[tuple[str, str, str | None]]) -> None:
+        """Events from a metadata watch: (namespace, name, resourceVersion or None when deleted)."""
+        seed = self._seed.get(kind)
+        for namespace, name, version in events:
+            if seed is not None:
+                if version is None:
+                    seed.pop((namespace, name), None)
+                else:
+                    seed[(namespace, name)] = version
+            self.object_changed(namespace, kind, name, version)
 
     def track(self, state: WorkerState, resource: OAuthClientCredential) -> None:
         """Record which objects the worker depends on: on every run, before it reads them (the spec can
@@ -72,6 +120,10 @@ class WorkerRegistry:
                 del self._refs[ref]
         for ref in refs - old:
             self._refs[ref].add(uid)
+            ns, kind, name = ref
+            seeded = self._seed.get(kind, {}).get((ns, name))
+            if seeded is not None:
+                state.known_versions.setdefault((kind, name), seeded)
         self._worker_refs[uid] = refs
 
     def resource_changed(self, uid: str, generation: int, refresh: str) -> None:

@@ -62,14 +62,6 @@ async def test_only_the_resources_namespace_is_read() -> None:
     assert all(ns == "team-a" for _, ns, _ in objects.reads)
 
 
-async def test_missing_key_names_the_keys_present_but_no_values() -> None:
-    objects = Objects(secret("creds", client_id="id", secret_value="CANARY"))
-    with pytest.raises(CredentialsNotFound) as err:
-        await resolve_client_config(resource(), objects)
-    assert "no key 'client_secret'" in err.value.message and "secret_value" in err.value.message
-    assert "CANARY" not in str(err.value)
-
-
 async def test_custom_keys_string_data_and_tls_material() -> None:
     creds = {"kind": "Secret", "metadata": {"name": "creds", "namespace": "team-a", "resourceVersion": "3"},
              "stringData": {"key": "consumer", "secret": "s"}}
@@ -104,3 +96,27 @@ def test_inputs_hash_changes_with_spec_refs_and_refresh_annotation_only() -> Non
     assert base != inputs_hash(annotated, {("Secret", "creds"): "1"})
     annotated.metadata.annotations = {"unrelated": "x"}
     assert base == inputs_hash(annotated, {("Secret", "creds"): "1"})
+
+
+async def test_with_the_opt_in_label_required_an_unlabelled_secret_is_not_read_into_a_request() -> None:
+    from oauth_token_operator.errors import SecretNotPermitted
+
+    unlabelled = secret("creds", client_id="id", client_secret="CANARY-value")
+    with pytest.raises(SecretNotPermitted) as refused:
+        await resolve_client_config(resource(), Objects(unlabelled), require_secret_label=True)
+    assert "oauth-token-operator.dev/allow-read=true" in refused.value.message
+    assert "CANARY" not in refused.value.message
+    labelled = secret("creds", client_id="id", client_secret="s")
+    labelled["metadata"]["labels"] = {"oauth-token-operator.dev/allow-read": "true"}
+    resolved = await resolve_client_config(resource(), Objects(labelled), require_secret_label=True)
+    assert resolved.config.client_id == "id"
+    # Off (the default), any Secret of the namespace may be referenced, as before.
+    assert (await resolve_client_config(resource(), Objects(unlabelled))).config.client_id == "id"
+
+
+async def test_a_missing_key_does_not_list_the_keys_the_secret_has() -> None:
+    objects = Objects(secret("creds", client_id="id", db_password="x", api_key="y"))
+    with pytest.raises(CredentialsNotFound) as missing:
+        await resolve_client_config(resource(), objects)
+    assert "client_secret" in missing.value.message
+    assert "db_password" not in missing.value.message and "api_key" not in missing.value.message

@@ -4,8 +4,9 @@
   starts it for every existing resource on start-up (no token request while the stored one is fresh), stops it
   on deletion (cancelled at once: the target Secret goes by ownerReference garbage collection, so there is
   nothing to clean up even when the token endpoint is down), and pauses it when another replica leads;
-* event handlers (which Kopf neither persists nor retries) wake the workers concerned when the resource, a
-  Secret or a ConfigMap changes.
+* an event handler (which Kopf neither persists nor retries) wakes the worker when its resource changes.
+  Secrets and ConfigMaps are not Kopf's business: ``kube/watch.py`` watches their metadata only, started here
+  at start-up.
 
 Daemons are async on purpose: sync daemons would each hold one of a handful of threads.
 """
@@ -26,6 +27,8 @@ from ..app import App
 
 __all__ = ["register"]
 
+WATCH_SYNC_TIMEOUT = 30.0
+
 
 def register(registry: kopf.OperatorRegistry) -> None:
     """Attach the handlers to ``registry`` (a fresh one per operator run, so tests can run several)."""
@@ -37,7 +40,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         return info
 
     @kopf.on.startup(registry=registry)
-    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.persistence.finalizer = f"{api.GROUP}/finalizer"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -48,6 +51,10 @@ def register(registry: kopf.OperatorRegistry) -> None:
         # `kill -USR1 <pid>` writes every asyncio task's stack to stderr: how to see where a hung operator
         # waits, which no thread dump (py-spy, faulthandler) shows for coroutines.
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+        # Secrets and ConfigMaps are watched by kube/watch.py (metadata only), not by Kopf: Kopf would decode
+        # and keep every Secret of the cluster.
+        app: App = memo["app"]
+        app.start_watches(asyncio.get_running_loop())
 
     @kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, id="token", registry=registry,
                  cancellation_timeout=5.0)
@@ -56,6 +63,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
         app: App = memo["app"]
         worker = app.workers.open(uid)
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        # After a start, wait for the watches' first listing: it tells the versions of the referenced objects,
+        # so a resource with a fresh token reads only its target Secret (bounded: a slow listing costs reads).
+        await app.workers.wait_synced(within=WATCH_SYNC_TIMEOUT)
         try:
             while not stopped:
                 due = await app.refresher.run(_plain(body), worker)
@@ -69,14 +79,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
         app: App = memo["app"]
         refresh = (meta.get("annotations") or {}).get(api.REFRESH_ANNOTATION, "")
         app.workers.resource_changed(uid, int(meta.get("generation") or 0), refresh)
-
-    @kopf.on.event("", "v1", "secrets", registry=registry)
-    async def secret_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-        _object_event(memo, "Secret", type, meta)
-
-    @kopf.on.event("", "v1", "configmaps", registry=registry)
-    async def configmap_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-        _object_event(memo, "ConfigMap", type, meta)
 
     @kopf.on.cleanup(registry=registry)
     async def close(memo: kopf.Memo, **_: Any) -> None:
@@ -92,12 +94,6 @@ def _dump_tasks() -> None:
         task.print_stack(limit=12, file=out)
     sys.stderr.write(out.getvalue())
     sys.stderr.flush()
-
-
-def _object_event(memo: kopf.Memo, kind: str, event_type: str | None, meta: kopf.Meta) -> None:
-    app: App = memo["app"]
-    version = None if event_type == "DELETED" else meta.get("resourceVersion")
-    app.workers.object_changed(meta.get("namespace", ""), kind, meta.get("name", ""), version)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

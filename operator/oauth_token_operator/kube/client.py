@@ -37,6 +37,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import api
 from ..errors import KubernetesRequestRefused, KubernetesUnavailable
+from .watch import Event, MetadataWatch, WatchTarget
 
 __all__ = ["ApiGate", "Conflict", "Invalid", "KubeClient", "NotFound"]
 
@@ -254,6 +255,15 @@ class KubeClient:
             "DaemonSet": self._apps.patch_namespaced_daemon_set,
         }[kind]
         await self._call("patch", kind.lower() + "s", method, name, namespace, patch, _preload_content=False)
+
+    def metadata_watch(self, target: WatchTarget, *, loop: asyncio.AbstractEventLoop,
+                       is_referenced: Callable[[str, str, str], bool],
+                       on_events: Callable[[str, list[Event]], None],
+                       on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
+                       on_synced: Callable[[], None] | None = None) -> MetadataWatch:
+        """A metadata-only list+watch sharing this client's credentials (see ``kube/watch.py``)."""
+        return MetadataWatch(self._api_client, target, loop=loop, is_referenced=is_referenced,
+                             on_events=on_events, on_seed=on_seed, on_synced=on_synced)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

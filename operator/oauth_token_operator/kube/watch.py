@@ -1,0 +1,225 @@
+"""Watching Secrets and ConfigMaps for what they are to us: names and versions, nothing else.
+
+A real cluster holds thousands of Secrets that are none of our business (Helm keeps every release revision as
+a Secret of 20-200 KiB). Kopf's watches decode every object whole and keep it; this module lists and watches
+**metadata only** (the API server serves ``PartialObjectMetadata`` when asked through the ``Accept`` header), so
+a foreign Secret costs one small JSON line per change, parsed in the watch's own thread, and is dropped at
+once unless a worker references it (``is_referenced``). cert-manager's memory-management design (2022) and
+Flux's controllers (Secret caching off by default) chose the same for the same reason; Kopf cannot watch
+metadata only, hence this module, which uses the official client like the rest of ``kube/``.
+
+The first listing after start is offered as a *seed* (name to version of every object listed): workers that
+start in the next minutes take the versions of the objects they reference from it instead of reading them, so
+a restart reads only each target Secret. The seed is dropped after :data:`SEED_TTL_SECONDS`: in steady state
+nothing we do not reference is kept.
+
+Each watch runs in a thread of its own (a watch is a long, blocking read); events reach the event loop through
+``call_soon_threadsafe``. A watch that breaks (API server restart, 410 Gone, timeout) is re-established after a
+short backoff, relisting when the resourceVersion expired; every object seen in a relist is reported again,
+and workers ignore versions they already know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+import urllib3
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+__all__ = ["SEED_TTL_SECONDS", "MetadataWatch", "WatchTarget"]
+
+log = logging.getLogger(__name__)
+
+LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+WATCH_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+PAGE_SIZE = 500
+WATCH_SECONDS = 300
+SEED_TTL_SECONDS = 120.0
+RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0)
+
+#: (namespace, name, resourceVersion or None for a deletion)
+Event = tuple[str, str, str | None]
+
+
+@dataclass(frozen=True)
+class WatchTarget:
+    """One list+watch: ``kind`` is ``Secret`` or ``ConfigMap``; ``namespace`` None means cluster-wide."""
+
+    kind: str
+    namespace: str | None = None
+    label_selector: str | None = None
+
+    @property
+    def path(self) -> str:
+        plural = {"Secret": "secrets", "ConfigMap": "configmaps"}[self.kind]
+        return f"/api/v1/namespaces/{self.namespace}/{plural}" if self.namespace else f"/api/v1/{plural}"
+
+
+class _Expired(Exception):
+    """410 Gone: the resourceVersion we watch from is too old; list again."""
+
+
+class MetadataWatch:
+    """List+watch the metadata of one kind in one scope; report changes of referenced objects."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, target: WatchTarget, *,
+                 loop: asyncio.AbstractEventLoop,
+                 is_referenced: Callable[[str, str, str], bool],
+                 on_events: Callable[[str, list[Event]], None],
+                 on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
+                 on_synced: Callable[[], None] | None = None) -> None:
+        self._api = api_client
+        self.target = target
+        self._loop = loop
+        self._is_referenced = is_referenced
+        self._on_events = on_events
+        self._on_seed = on_seed
+        self._on_synced = on_synced
+        self._stop = threading.Event()
+        self._response: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{target.kind.lower()}", daemon=True)
+        self.lists = 0
+        self.events_seen = 0
+        self.events_forwarded = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.shutdown()  # unblocks the read in the watch thread
+            except Exception:  # noqa: S110  # best effort: the thread is a daemon and re-checks _stop
+                pass
+
+    # -- the thread ---------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        version: str | None = None
+        failures = 0
+        first = True
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    version = self._list(seed=first)
+                    first = False
+                    if self._on_synced is not None:
+                        self._loop.call_soon_threadsafe(self._on_synced)
+                version = self._watch(version)
+                failures = 0
+            except _Expired:
+                version = None
+            except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                if self._stop.is_set():
+                    return
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                log.warning("watch of %s %s broke (%s); again in %.0fs", self.target.kind,
+                            self.target.namespace or "(all namespaces)", type(exc).__name__, delay)
+                self._stop.wait(delay)
+                if isinstance(exc, ApiException) and exc.status == 410:
+                    version = None
+
+    def _request(self, accept: str, timeout: tuple[float, float], **params: Any) -> Any:
+        """One list or watch call through the official client, answered as raw metadata JSON."""
+        core = kubernetes.client.CoreV1Api(self._api)
+        methods: dict[tuple[str, bool], Callable[..., Any]] = {
+            ("Secret", False): core.list_secret_for_all_namespaces,
+            ("Secret", True): core.list_namespaced_secret,
+            ("ConfigMap", False): core.list_config_map_for_all_namespaces,
+            ("ConfigMap", True): core.list_namespaced_config_map,
+        }
+        method = methods[self.target.kind, self.target.namespace is not None]
+        args = (self.target.namespace,) if self.target.namespace is not None else ()
+        if self.target.label_selector:
+            params["label_selector"] = self.target.label_selector
+        try:
+            return method(*args, **params, _headers={"Accept": accept}, _preload_content=False,
+                          _request_timeout=timeout)
+        except ApiException as exc:
+            if exc.status == 410:
+                raise _Expired() from None
+            raise
+
+    def _list(self, *, seed: bool) -> str:
+        """Every object's metadata, a page at a time; returns the list's resourceVersion."""
+        snapshot: dict[tuple[str, str], str] = {}
+        events: list[Event] = []
+        token = ""
+        while True:
+            paging: dict[str, Any] = {"_continue": token} if token else {}
+            response = self._request(LIST_ACCEPT, (5.0, 60.0), limit=PAGE_SIZE, **paging)
+            try:
+                page = json.loads(response.data)
+            finally:
+                response.release_conn()
+            for item in page.get("items") or ():
+                meta = item.get("metadata") or {}
+                namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+                rv = str(meta.get("resourceVersion", ""))
+                if seed:
+                    snapshot[(namespace, name)] = rv
+                if self._is_referenced(namespace, self.target.kind, name):
+                    events.append((namespace, name, rv))
+            list_meta = page.get("metadata") or {}
+            token = list_meta.get("continue") or ""
+            if not token:
+                self.lists += 1
+                if seed and self._on_seed is not None:
+                    self._loop.call_soon_threadsafe(self._on_seed, self.target.kind, snapshot)
+                self._forward(events)
+                return str(list_meta.get("resourceVersion") or "")
+
+    def _watch(self, version: str) -> str:
+        response = self._request(WATCH_ACCEPT, (5.0, WATCH_SECONDS + 30.0), watch=True, resource_version=version,
+                                 allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS)
+        self._response = response
+        try:
+            lines: Iterator[str] = iter_resp_lines(response)  # type: ignore[no-untyped-call]
+            for kind, namespace, name, rv in self._events(lines):
+                if kind == "ERROR":
+                    raise _Expired()
+                version = rv or version
+                if kind == "BOOKMARK":
+                    continue
+                self.events_seen += 1
+                if self._is_referenced(namespace, self.target.kind, name):
+                    self._forward([(namespace, name, None if kind == "DELETED" else rv)])
+        finally:
+            self._response = None
+            response.release_conn()
+        return version
+
+    @staticmethod
+    def _events(lines: Iterator[str]) -> Iterator[tuple[str, str, str, str | None]]:
+        for line in lines:
+            if not line:
+                continue
+            event = json.loads(line)
+            obj = event.get("object") or {}
+            if event.get("type") == "ERROR":
+                yield "ERROR", "", "", None
+                return
+            meta = obj.get("metadata") or {}
+            yield event.get("type", ""), meta.get("namespace", ""), meta.get("name", ""), meta.get("resourceVersion")
+
+    def _forward(self, events: list[Event]) -> None:
+        if events:
+            self.events_forwarded += len(events)
+            self._loop.call_soon_threadsafe(self._on_events, self.target.kind, events)
+
+
+def seed_expiry() -> float:
+    """When a seed taken now is dropped (monotonic seconds)."""
+    return time.monotonic() + SEED_TTL_SECONDS
