@@ -511,6 +511,16 @@ class EnvTest:
         self._started = False
         _running.discard(self)
 
+    def stop_apiserver(self) -> None:
+        """Stop only the kube-apiserver (an outage: etcd and its data stay); :meth:`start_apiserver` brings it
+        back on the same port, as a restarted or upgraded control plane comes back at the same address."""
+        for proc in [p for p in self._procs if p.name == "kube-apiserver"]:
+            proc.stop()
+            self._procs.remove(proc)
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        self._start_apiserver(time.monotonic() + timeout, port=self.apiserver_port)
+
     # -- clients --------------------------------------------------------------
 
     def kubeconfig_for_token(self, token: str, path: Path) -> Path:
@@ -678,9 +688,9 @@ class EnvTest:
 
         self._wait(proc, deadline, healthy, f"etcd health on {client_url}")
 
-    def _start_apiserver(self, deadline: float) -> None:
+    def _start_apiserver(self, deadline: float, port: int | None = None) -> None:
         pki = self._require_pki()
-        self.apiserver_port = _free_port()
+        self.apiserver_port = port or _free_port()
         server = f"https://127.0.0.1:{self.apiserver_port}"
         args = [
             str(self.assets / "kube-apiserver"),

@@ -263,7 +263,8 @@ class KubeClient:
                        on_synced: Callable[[], None] | None = None) -> MetadataWatch:
         """A metadata-only list+watch sharing this client's credentials (see ``kube/watch.py``)."""
         return MetadataWatch(self._api_client, target, loop=loop, is_referenced=is_referenced,
-                             on_events=on_events, on_seed=on_seed, on_synced=on_synced)
+                             on_events=on_events, on_seed=on_seed, on_synced=on_synced,
+                             on_reconnected=self.gate.succeeded)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

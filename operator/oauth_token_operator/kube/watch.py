@@ -44,7 +44,9 @@ WATCH_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 PAGE_SIZE = 500
 WATCH_SECONDS = 300
 SEED_TTL_SECONDS = 120.0
-RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0)
+# A broken watch is retried quickly (one connection attempt per couple of seconds is cheap even against a dead
+# server): its reconnection is also how the operator learns that the API server is back (``on_reconnected``).
+RETRY_SECONDS = (0.5, 1.0, 2.0)
 
 #: (namespace, name, resourceVersion or None for a deletion)
 Event = tuple[str, str, str | None]
@@ -76,7 +78,8 @@ class MetadataWatch:
                  is_referenced: Callable[[str, str, str], bool],
                  on_events: Callable[[str, list[Event]], None],
                  on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
-                 on_synced: Callable[[], None] | None = None) -> None:
+                 on_synced: Callable[[], None] | None = None,
+                 on_reconnected: Callable[[], None] | None = None) -> None:
         self._api = api_client
         self.target = target
         self._loop = loop
@@ -84,6 +87,7 @@ class MetadataWatch:
         self._on_events = on_events
         self._on_seed = on_seed
         self._on_synced = on_synced
+        self._on_reconnected = on_reconnected
         self._stop = threading.Event()
         self._response: Any = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{target.kind.lower()}", daemon=True)
@@ -113,10 +117,10 @@ class MetadataWatch:
             try:
                 if version is None:
                     version = self._list(seed=first)
-                    first = False
-                    if self._on_synced is not None:
+                    if first and self._on_synced is not None:
                         self._loop.call_soon_threadsafe(self._on_synced)
-                version = self._watch(version)
+                    first = False
+                version = self._watch(version, after_failure=failures > 0)
                 failures = 0
             except _Expired:
                 version = None
@@ -181,10 +185,12 @@ class MetadataWatch:
                 self._forward(events)
                 return str(list_meta.get("resourceVersion") or "")
 
-    def _watch(self, version: str) -> str:
+    def _watch(self, version: str, *, after_failure: bool) -> str:
         response = self._request(WATCH_ACCEPT, (5.0, WATCH_SECONDS + 30.0), watch=True, resource_version=version,
                                  allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS)
         self._response = response
+        if after_failure and self._on_reconnected is not None:
+            self._loop.call_soon_threadsafe(self._on_reconnected)
         try:
             lines: Iterator[str] = iter_resp_lines(response)  # type: ignore[no-untyped-call]
             for kind, namespace, name, rv in self._events(lines):
