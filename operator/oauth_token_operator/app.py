@@ -46,7 +46,8 @@ class App:
         for target in targets:
             watch = self.kube.metadata_watch(target, loop=loop, is_referenced=self.workers.is_referenced,
                                              on_events=self.workers.objects_changed, on_seed=self.workers.seed,
-                                             on_synced=self.workers.watch_synced)
+                                             on_synced=self.workers.watch_synced,
+                                             count=self.metrics.count_watched)
             watch.start()
             self.watches.append(watch)
         loop.call_later(SEED_TTL_SECONDS, self.workers.drop_seed)

@@ -56,6 +56,10 @@ class Metrics:
         self.events = Counter(
             "oauth_token_operator_events", "Events the operator posted about its resources, by type and reason.",
             ["type", "reason"], registry=self.registry)
+        self.watch_objects = Counter(
+            "oauth_token_operator_watched_objects", "Secret and ConfigMap metadata the operator's watches received "
+            "(listed or changed), by kind and whether a resource references the object; only referenced ones "
+            "are kept or acted on.", ["kind", "referenced"], registry=self.registry)
         self._ready: dict[str, bool] = {}
         self.registry.register(_ReadyCollector(self._ready))
 
@@ -75,6 +79,11 @@ class Metrics:
         self.consecutive_failures.labels(namespace=namespace, name=name).set(failures)
         if expires_at is not None:
             self.token_expiry.labels(namespace=namespace, name=name).set(expires_at)
+
+    def count_watched(self, kind: str, referenced: bool, count: int) -> None:
+        """Called from the watch threads (prometheus_client counters are thread-safe)."""
+        if count:
+            self.watch_objects.labels(kind=kind, referenced=str(referenced).lower()).inc(count)
 
     def forget_resource(self, *, namespace: str, name: str) -> None:
         self._ready.pop(f"{namespace}/{name}", None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +14,30 @@ from tests.support.envtest import EnvTest
 from tests.support.kube import Kube
 from tests.support.operator_process import OperatorProcess
 
+FOREIGN_NAMESPACES = ("tenant-helm", "tenant-certs", "tenant-apps")
+FOREIGN_SECRETS = 60
+FOREIGN_CONFIGMAPS = 20
+FOREIGN_SIZE = 64 * 1024
+
 
 @pytest.fixture(scope="session")
 def kube(kube_env: EnvTest) -> Iterator[Kube]:
+    """The cluster every e2e test runs in looks like production, not an empty control plane: other people's
+    namespaces with Helm release Secrets (64 KiB each), TLS Secrets and ConfigMaps the operator must leave alone
+    and must not pay for."""
     client = Kube(kube_env.kubeconfig)
+    blob = base64.b64encode(os.urandom(FOREIGN_SIZE * 3 // 4)).decode()
+    for name in FOREIGN_NAMESPACES:
+        client.create_namespace(name)
+    for i in range(FOREIGN_SECRETS):
+        namespace = FOREIGN_NAMESPACES[i % len(FOREIGN_NAMESPACES)]
+        _ = client.core.create_namespaced_secret(namespace, {
+            "metadata": {"name": f"sh.helm.release.v1.app-{i}.v1", "labels": {"owner": "helm", "name": f"app-{i}"}},
+            "type": "helm.sh/release.v1", "data": {"release": blob}}, _preload_content=False).data
+    for i in range(FOREIGN_CONFIGMAPS):
+        namespace = FOREIGN_NAMESPACES[i % len(FOREIGN_NAMESPACES)]
+        _ = client.core.create_namespaced_config_map(namespace, {
+            "metadata": {"name": f"settings-{i}"}, "data": {"blob": blob}}, _preload_content=False).data
     yield client
     client.close()
 

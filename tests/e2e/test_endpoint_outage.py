@@ -37,15 +37,14 @@ def test_resources_on_a_dead_endpoint_share_its_backoff_and_recover(
         while time.monotonic() - start < window:  # observe the outage for a while: this is the measurement
             time.sleep(1)
         sent = requests() - before
-        # The tokens were issued in the same second, so all N refreshes come due together and are sent before
-        # the first failure is known: N requests. After that, alone, each resource would retry at ~+5 and
-        # +15 s within the window (2 x N more); sharing the endpoint's circuit, everybody waits for one probe
-        # per backoff step.
-        retries = sent - N
-        print(f"{N} resources, {window:.0f}s of outage: {sent} token requests = {N} due refreshes + {retries} "
-              f"retries (unshared: ~{2 * N} retries)")
-        assert sent >= N, "every resource must have tried its due refresh"
-        assert retries <= 4, f"{retries} retries: resources on one endpoint must share its backoff"
+        # The refreshes come due within a few seconds of each other (as fast as the resources were created):
+        # those due before the first failure is known are sent (at most N requests). After that, alone, each
+        # resource would retry at ~+5 and +15 s within the window (2 x N more); sharing the endpoint's circuit,
+        # everybody waits for one probe per backoff step. (On a loaded machine the creations spread out, so
+        # fewer than N may be sent before the circuit opens; the bound below holds either way.)
+        print(f"{N} resources, {window:.0f}s of outage: {sent} token requests (unshared: ~{3 * N})")
+        assert sent >= 1
+        assert sent <= N + 4, f"{sent} requests: resources on one endpoint must share its backoff"
         conditions = [kube.ready(namespace, f"r{i}") for i in range(N)]
         assert all(c["reason"] == "EndpointUnavailable" and c["status"] == "False" for c in conditions)
         assert any("shared by every resource using this endpoint" in c["message"] for c in conditions)

@@ -3,10 +3,12 @@ that cannot pick a new token up by themselves (issue 7 item 5)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 from tests.support.authserver import AuthServer
+from tests.support.envtest import EnvTest
 from tests.support.kube import Kube, wait_for
 from tests.support.operator_process import OperatorProcess
 
@@ -75,7 +77,19 @@ def test_template_shapes_the_secret(
 
 
 def test_rollout_restart_after_each_new_token(
-        kube: Kube, auth_server: AuthServer, operator: OperatorProcess, namespace: str, client_id: str) -> None:
+        kube: Kube, kube_env: EnvTest, auth_server: AuthServer, namespace: str, client_id: str,
+        tmp_path: Path) -> None:
+    # Rollout restarts are off unless the operator is started with them (the install then grants the RBAC).
+    operator = OperatorProcess(kube_env.kubeconfig, tmp_path, args=["--namespace", namespace],
+                               env={"OAUTH_TOKEN_OPERATOR_ENABLE_ROLLOUT_RESTARTS": "true"}).start()
+    try:
+        _rollout_restart_after_each_new_token(kube, auth_server, namespace, client_id)
+    finally:
+        operator.stop()
+
+
+def _rollout_restart_after_each_new_token(kube: Kube, auth_server: AuthServer, namespace: str,
+                                          client_id: str) -> None:
     auth_server.add_client(client_id, secret="s")
     kube.apply_secret(namespace, "creds", {"client_id": client_id, "client_secret": "s"})
     kube.apps.create_namespaced_deployment(namespace, deployment("torch-client"))

@@ -87,6 +87,10 @@ class OperatorProcess:
         raise RuntimeError(f"operator not healthy after {timeout}s:\n{self.logs()[-4000:]}")
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -260,11 +260,12 @@ class KubeClient:
                        is_referenced: Callable[[str, str, str], bool],
                        on_events: Callable[[str, list[Event]], None],
                        on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
-                       on_synced: Callable[[], None] | None = None) -> MetadataWatch:
+                       on_synced: Callable[[], None] | None = None,
+                       count: Callable[[str, bool, int], None] | None = None) -> MetadataWatch:
         """A metadata-only list+watch sharing this client's credentials (see ``kube/watch.py``)."""
         return MetadataWatch(self._api_client, target, loop=loop, is_referenced=is_referenced,
                              on_events=on_events, on_seed=on_seed, on_synced=on_synced,
-                             on_reconnected=self.gate.succeeded)
+                             on_reconnected=self.gate.succeeded, count=count)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

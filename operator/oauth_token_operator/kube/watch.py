@@ -79,7 +79,8 @@ class MetadataWatch:
                  on_events: Callable[[str, list[Event]], None],
                  on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
                  on_synced: Callable[[], None] | None = None,
-                 on_reconnected: Callable[[], None] | None = None) -> None:
+                 on_reconnected: Callable[[], None] | None = None,
+                 count: Callable[[str, bool, int], None] | None = None) -> None:
         self._api = api_client
         self.target = target
         self._loop = loop
@@ -88,6 +89,7 @@ class MetadataWatch:
         self._on_seed = on_seed
         self._on_synced = on_synced
         self._on_reconnected = on_reconnected
+        self._count = count or (lambda kind, referenced, n: None)
         self._stop = threading.Event()
         self._response: Any = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{target.kind.lower()}", daemon=True)
@@ -180,6 +182,8 @@ class MetadataWatch:
             token = list_meta.get("continue") or ""
             if not token:
                 self.lists += 1
+                self._count(self.target.kind, True, len(events))
+                self._count(self.target.kind, False, len(snapshot) - len(events) if seed else 0)
                 if seed and self._on_seed is not None:
                     self._loop.call_soon_threadsafe(self._on_seed, self.target.kind, snapshot)
                 self._forward(events)
@@ -200,7 +204,9 @@ class MetadataWatch:
                 if kind == "BOOKMARK":
                     continue
                 self.events_seen += 1
-                if self._is_referenced(namespace, self.target.kind, name):
+                referenced = self._is_referenced(namespace, self.target.kind, name)
+                self._count(self.target.kind, referenced, 1)
+                if referenced:
                     self._forward([(namespace, name, None if kind == "DELETED" else rv)])
         finally:
             self._response = None
