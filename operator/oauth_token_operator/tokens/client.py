@@ -48,6 +48,7 @@ from .classify import (
     config_secrets,
     is_invalid_client_answer,
     parse_retry_after,
+    without_userinfo,
 )
 from .discovery import ServerMetadata, metadata_urls, parse_metadata
 from .egress import (
@@ -82,7 +83,7 @@ class TokenResult:
 
     token: Token
     endpoint: str
-    """The token URL actually used (``tokenURL``, or the discovered endpoint)."""
+    """The token URL actually used (``tokenURL``, or the discovered endpoint), without any userinfo."""
     warnings: tuple[str, ...] = ()
     """Things to flag in the Ready message and as Warning Events (insecure TLS, plain HTTP, ...)."""
 
@@ -158,13 +159,14 @@ class TokenClient:
             raise EndpointUnavailable(f"token request failed unexpectedly ({type(exc).__name__})") from exc
 
     async def token_endpoint(self, config: ClientConfig) -> str:
-        """The token URL: ``tokenURL`` as given, or the one discovery finds from ``issuerURL`` (cached)."""
+        """The token URL: ``tokenURL`` as given, or the one discovery finds from ``issuerURL`` (cached), without
+        any userinfo (it is shown in status)."""
         try:
             pool, _ = self._prepare(config)
             endpoint, _ = await self._endpoint(config, pool)
             if config.issuer_url:
                 self._check_url(endpoint, "the discovered token endpoint")
-            return endpoint
+            return without_userinfo(endpoint)
         except OperatorError:
             raise
         except Exception as exc:
@@ -211,7 +213,7 @@ class TokenClient:
                 # the endpoint may have moved: ask the issuer again next time
                 self._discovered.pop((config.issuer_url, tls_material_key(config.tls)), None)
             raise outcome.error
-        return TokenResult(token=outcome, endpoint=endpoint, warnings=_unique(warnings))
+        return TokenResult(token=outcome, endpoint=without_userinfo(endpoint), warnings=_unique(warnings))
 
     async def _attempt(
         self, pool: _Pool, config: ClientConfig, endpoint: str, encoding: BasicEncoding, default_lifetime: float
@@ -281,14 +283,15 @@ class TokenClient:
                     retry_after=retry_after,
                 )
             if answer.status != 200 or answer.too_large:
-                failures.append(f"{url} answered {answer.status}" + (" (too large)" if answer.too_large else ""))
+                shown = without_userinfo(url)
+                failures.append(f"{shown} answered {answer.status}" + (" (too large)" if answer.too_large else ""))
                 continue
             try:
                 return parse_metadata(answer.body, issuer=issuer, metadata_url=url)
             except InvalidSpec as exc:
                 failures.append(exc.message)
         raise InvalidSpec(
-            f"no usable discovery document for issuerURL {issuer} ({'; '.join(failures)}); "
+            f"no usable discovery document for issuerURL {without_userinfo(issuer)} ({'; '.join(failures)}); "
             "check issuerURL, or set tokenURL instead"
         )
 
@@ -316,6 +319,7 @@ class TokenClient:
 
     def _check_url(self, url: str, what: str) -> list[str]:
         scheme = urlsplit(url).scheme.lower()
+        url = without_userinfo(url)  # for the messages below
         if scheme == "https":
             return []
         if scheme == "http":
@@ -386,7 +390,7 @@ class TokenClient:
                 f"{self._timeout:g}s; the server is slow or unreachable"
             ) from None
         except httpx.InvalidURL:
-            raise InvalidSpec(f"{url} is not a valid URL") from None
+            raise InvalidSpec(f"{without_userinfo(url)} is not a valid URL") from None
         except (httpx.HTTPError, OSError) as exc:
             raise classify_transport_error(exc, url=url, secrets=secrets) from None
         finally:
