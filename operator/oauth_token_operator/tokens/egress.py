@@ -129,17 +129,19 @@ def _reached(address: IPAddress) -> tuple[IPAddress, ...]:
 
 
 def _address_class(address: IPAddress, denied: DeniedNetworks) -> str:
-    if address in denied.api_server:
-        return "the Kubernetes API server's address"
     if address in METADATA_ADDRESSES:
-        return "a cloud metadata address"
-    if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_unspecified:
-        return "an unspecified address"
-    return "an address"
+        kind = "a cloud metadata address"
+    elif address.is_loopback:
+        kind = "a loopback address"
+    elif address.is_link_local:
+        kind = "a link-local address"
+    elif address.is_unspecified:
+        kind = "an unspecified address"
+    else:
+        kind = "an address"
+    if address in denied.api_server:
+        return "the Kubernetes API server's address" if kind == "an address" else f"{kind} (the API server's)"
+    return kind
 
 
 def denied_reason(address: IPAddress, denied: DeniedNetworks) -> str | None:

@@ -82,6 +82,8 @@ def test_the_api_server_address_is_denied_and_named() -> None:
     denied = DeniedNetworks.default(api_server=[API_SERVER])
     assert denied_reason(API_SERVER, denied) == ", the Kubernetes API server's address in 10.96.0.1/32"
     assert denied_reason(ip("10.96.0.2"), denied) is None
+    on_loopback = DeniedNetworks.default(api_server=[ip("127.0.0.1")])
+    assert denied_reason(ip("127.0.0.1"), on_loopback) == ", a loopback address (the API server's) in 127.0.0.0/8"
 
 
 def test_empty_setting_denies_nothing() -> None:
