@@ -129,6 +129,15 @@ async def test_a_discovered_token_endpoint_in_a_denied_network_is_refused(authse
     assert authserver.token_request_count() == 0
 
 
+@pytest.mark.parametrize("spelling", ["2130706433", "0x7f.1", "127.1", "[::ffff:127.0.0.1]"])
+async def test_other_spellings_of_loopback_are_refused(default_client: TokenClient, spelling: str) -> None:
+    # The system resolver turns these into 127.0.0.1 (no DNS query: they are numeric); the check sees that.
+    async with ConnectionCounter() as target:
+        with pytest.raises(InvalidSpec, match="a loopback address"):
+            await default_client.fetch_token(config(token_url=f"http://{spelling}:{target.port}/token"))
+    assert target.accepted == 0
+
+
 async def test_a_name_resolving_into_a_denied_network_is_refused(authserver: AuthServer) -> None:
     client = TokenClient(allow_insecure_http=True, timeout=5.0, resolve=resolving({"idp.test": "127.0.0.1"}))
     url = authserver.token_url.replace("127.0.0.1", "idp.test")
