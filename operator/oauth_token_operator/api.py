@@ -59,7 +59,12 @@ SECRET_OPT_IN_LABEL = f"{GROUP}/allow-read"
 
 # RFC 3986 scheme + something that could be a host; finer checks (http vs https) happen in the operator,
 # because whether plain http is allowed is an operator setting, not a property of the resource.
-URL_PATTERN = r"^https?://[^\s/?#]+([/?#]\S*)?$"
+# No "@" in the authority: userinfo (user:password@) in a URL is refused; credentials belong in Secrets, and
+# the URL is echoed in status.
+URL_PATTERN = r"^https?://[^\s/?#@]+([/?#]\S*)?$"
+USERINFO_RULE = "!self.matches('^[a-zA-Z][-a-zA-Z0-9+.]*://[^/?#]*@')"
+"""CEL: a URL-shaped value with userinfo is refused (for fields that need not be URLs, e.g. assertionAudience)."""
+_USERINFO = re.compile(r"^[a-zA-Z][-a-zA-Z0-9+.]*://[^/?#]*@")
 # A Kubernetes object name (DNS subdomain) and a Secret/ConfigMap data key.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
@@ -293,6 +298,9 @@ class OAuthClientCredentialSpec(_Model):
                     "the server, for servers that hold several keys per client.")
     assertion_audience: str | None = Field(
         None, alias="assertionAudience", max_length=2048,
+        json_schema_extra={"x-kubernetes-validations": [{
+            "rule": USERINFO_RULE,
+            "message": "assertionAudience may not contain user information (user:password@)"}]},
         description="The aud claim of private_key_jwt assertions. Default: the token endpoint URL. Some "
                     "servers want the issuer instead.")
     scopes: list[str] = Field(default_factory=list,
@@ -327,6 +335,13 @@ class OAuthClientCredentialSpec(_Model):
         reserved = sorted(set(value) & RESERVED_PARAMS)
         if reserved:
             raise ValueError(f"extraParams may not set {', '.join(reserved)}: use the dedicated fields")
+        return value
+
+    @field_validator("assertion_audience")
+    @classmethod
+    def _no_userinfo(cls, value: str | None) -> str | None:
+        if value is not None and _USERINFO.match(value):
+            raise ValueError("assertionAudience may not contain user information (user:password@)")
         return value
 
     @model_validator(mode="after")

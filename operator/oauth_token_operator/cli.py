@@ -60,6 +60,10 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
             overrides[field] = value
     if getattr(args, "allow_insecure_http", False):
         overrides["allow_insecure_http"] = True
+    if getattr(args, "allow_insecure_skip_verify", False):
+        overrides["allow_insecure_skip_verify"] = True
+    if getattr(args, "denied_endpoint_networks", None) is not None:
+        overrides["denied_endpoint_networks"] = args.denied_endpoint_networks
     if getattr(args, "namespace", None):
         overrides["namespaces"] = args.namespace
     return OperatorSettings(**overrides)
@@ -79,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--health-port", type=int, help="liveness endpoint (/healthz) port; 0 turns it off")
     run.add_argument("--allow-insecure-http", action="store_true", default=None,
                      help="allow plain http:// token URLs (flagged on every such resource)")
+    _add_endpoint_flags(run)
     run.add_argument("--peering", metavar="NAME", help="Kopf peering name, for several replicas (HA)")
     run.add_argument("--peering-priority", type=int, metavar="N",
                      help="peering priority of this replica (highest live one works); default: random per start")
@@ -94,9 +99,18 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--show-token", action="store_true", help="also print the access token itself")
     token.add_argument("--allow-insecure-http", action="store_true", default=None,
                        help="allow a plain http:// token URL")
+    _add_endpoint_flags(token)
 
     commands.add_parser("crd", help="print the CustomResourceDefinition (generated from the API models)")
     return parser
+
+
+def _add_endpoint_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--denied-endpoint-networks", metavar="CIDRS",
+                        help="comma-separated CIDRs no endpoint may connect to; default: loopback, link-local, "
+                             "unspecified, cloud metadata and the API server; '' denies nothing")
+    parser.add_argument("--allow-insecure-skip-verify", action="store_true", default=None,
+                        help="allow tls.insecureSkipVerify on resources (flagged on every such resource)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,6 +51,7 @@ from .report import Reporter
 from .resolve import Resolved, inputs_hash, referenced_objects, resolve_client_config
 from .settings import OperatorSettings
 from .state import WorkerState
+from .tokens.classify import without_userinfo
 from .tokens.client import TokenClient
 from .tokens.model import Token
 
@@ -156,7 +157,8 @@ class Refresher:
                 f"resource; delete or rename it, or choose another target.secretName"), now, endpoint=None)
         if decision.action is Action.WRITE:
             assert state.held is not None
-            endpoint = state.status.token_endpoint or resource.spec.token_url or resource.spec.issuer_url or ""
+            endpoint = state.status.token_endpoint or without_userinfo(
+                resource.spec.token_url or resource.spec.issuer_url or "")
             notices: tuple[Notice, ...] = ()
             if decision.trigger is Trigger.TARGET_TAMPERED:
                 notices = (Notice("Warning", EventReason.TARGET_SECRET_REPAIRED,
@@ -224,7 +226,7 @@ class Refresher:
     async def _request(self, resource: OAuthClientCredential, state: WorkerState, resolved: Resolved,
                        inputs: str, decision: Decision, now: datetime) -> datetime:
         state.attempted_inputs = inputs
-        endpoint = resource.spec.token_url or resource.spec.issuer_url or ""
+        endpoint = without_userinfo(resource.spec.token_url or resource.spec.issuer_url or "")
         try:
             endpoint = await self.tokens.token_endpoint(resolved.config)
         except OperatorError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["OperatorSettings"]
@@ -25,6 +25,16 @@ class OperatorSettings(BaseSettings):
     allow_insecure_http: bool = Field(
         False, description="Allow plain http:// token and issuer URLs. Every such resource is flagged in its "
                            "Ready message and by a Warning Event. For local development only.")
+    allow_insecure_skip_verify: bool = Field(
+        False, description="Allow tls.insecureSkipVerify on resources. Off by default: a resource could otherwise "
+                           "send credentials to any HTTPS server that answers, and reach internal HTTPS "
+                           "services without a trusted certificate. Every allowed resource is flagged.")
+    denied_endpoint_networks: str | None = Field(
+        None, description="Comma-separated CIDRs that token, issuer and discovered endpoints may not connect to "
+                          "(checked on every resolved address, and on the address actually connected to). "
+                          "Unset: loopback, link-local, unspecified, cloud metadata addresses and the cluster's "
+                          "own API server address; an explicit value replaces that list; an empty value denies "
+                          "nothing.")
     metrics_port: int = Field(8080, ge=0, le=65535,
                               description="Port of the Prometheus /metrics endpoint; 0 turns metrics off.")
     health_port: int = Field(8081, ge=0, le=65535,
@@ -76,3 +86,12 @@ class OperatorSettings(BaseSettings):
                            "URL of their choice; with it, only Secrets someone deliberately labelled (and "
                            "labelling needs write access to the Secret). The operator then also watches only "
                            "labelled Secrets and its own target Secrets.")
+
+    @field_validator("denied_endpoint_networks")
+    @classmethod
+    def _networks_parse(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .tokens.networks import parse_networks
+
+            parse_networks(value)  # a ValueError names the bad entry
+        return value

@@ -76,6 +76,13 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("ftp-url", minimal(tokenURL="ftp://idp.example.com/token"), "spec.tokenURL"),
     ("url-without-scheme", minimal(tokenURL="idp.example.com/token"), "spec.tokenURL"),
     ("issuer-not-http", minimal(tokenURL=None, issuerURL="ldap://idp.example.com"), "spec.issuerURL"),
+    ("token-url-with-user-and-password", minimal(tokenURL="https://client:s3cret@idp.example.com/token"),
+     "spec.tokenURL"),
+    ("token-url-with-user", minimal(tokenURL="https://client@idp.example.com/token"), "spec.tokenURL"),
+    ("issuer-url-with-userinfo", minimal(tokenURL=None, issuerURL="https://a:b@idp.example.com/realms/x"),
+     "spec.issuerURL"),
+    ("assertion-audience-with-userinfo", minimal(assertionAudience="https://a:b@idp.example.com/token"),
+     "assertionAudience may not contain user information"),
     ("jwt-without-key", minimal(authMethod="private_key_jwt"), "private_key_jwt needs privateKeySecretRef"),
     ("mtls-without-tls", minimal(authMethod="tls_client_auth"), "tls_client_auth needs tls.clientCertificateSecretRef"),
     ("mtls-without-cert", minimal(authMethod="tls_client_auth", tls={"caBundleRef": {"name": "idp-ca"}}),
@@ -150,6 +157,14 @@ def test_full_api_md_example_is_accepted_and_stored_as_written(custom: client.Cu
         assert stored["spec"] == FULL_EXAMPLE, "nothing pruned, nothing altered"
     finally:
         custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+
+
+@pytest.mark.parametrize("url", ["https://idp.example.com/token?x=a@b", "https://idp.example.com/u/me@corp/token"])
+def test_an_at_sign_after_the_authority_is_accepted(custom: client.CustomObjectsApi, url: str) -> None:
+    # Only userinfo is refused: "@" in the path or query of the URL is legitimate.
+    spec = minimal(tokenURL=url, assertionAudience=url)
+    OAuthClientCredentialSpec.model_validate(spec)
+    apply(custom, spec)
 
 
 def test_issuer_url_alone_is_accepted(custom: client.CustomObjectsApi) -> None:

@@ -34,12 +34,15 @@ from oauth_token_operator.errors import (
     TokenRequestRejected,
 )
 from oauth_token_operator.tokens.client import TokenClient, TokenResult
+from oauth_token_operator.tokens.egress import DeniedNetworks
 from oauth_token_operator.tokens.model import ClientConfig, TLSMaterial
 
 SPECIAL = "p@ss:w+rd/100%=&x y"
 """A secret with every character that Basic encoding gets wrong somewhere."""
 CANARY = "Canary-9d2f41-p@ss:w+rd/100%=&x y"
 """The secret of every failing request: it must never appear in an error message, in any encoding."""
+LOOPBACK_ALLOWED = DeniedNetworks()
+"""The test servers listen on 127.0.0.1, which the operator's default denied networks refuse."""
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -113,14 +116,14 @@ def ca(tmp_path: Path) -> TestCA:
 @pytest.fixture
 async def client() -> AsyncIterator[TokenClient]:
     """A client that may talk plain http to loopback servers (most tests are not about TLS)."""
-    token_client = TokenClient(allow_insecure_http=True, timeout=5.0)
+    token_client = TokenClient(allow_insecure_http=True, timeout=5.0, denied_networks=LOOPBACK_ALLOWED)
     yield token_client
     await token_client.aclose()
 
 
 @pytest.fixture
 async def strict_client() -> AsyncIterator[TokenClient]:
-    token_client = TokenClient(timeout=5.0)
+    token_client = TokenClient(timeout=5.0, denied_networks=LOOPBACK_ALLOWED)
     yield token_client
     await token_client.aclose()
 
@@ -374,10 +377,25 @@ async def test_https_without_ca_bundle_fails_verification(https_authserver: Auth
     assert https_authserver.token_request_count() == 0  # nothing was sent to an unverified server
 
 
-async def test_insecure_skip_verify_works_and_warns(https_authserver: AuthServer,
-                                                    strict_client: TokenClient) -> None:
-    result = await strict_client.fetch_token(config(
-        https_authserver.token_url, "tls-client", SPECIAL, tls=TLSMaterial(insecure_skip_verify=True)))
+async def test_insecure_skip_verify_refused_unless_the_operator_allows_it(
+        https_authserver: AuthServer, strict_client: TokenClient) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        await strict_client.fetch_token(config(
+            https_authserver.token_url, "tls-client", CANARY, tls=TLSMaterial(insecure_skip_verify=True)))
+
+    assert "OAUTH_TOKEN_OPERATOR_ALLOW_INSECURE_SKIP_VERIFY" in caught.value.message
+    assert "caBundleRef" in caught.value.message
+    assert_no_secret(caught.value, client_id="tls-client")
+    assert https_authserver.token_request_count() == 0
+
+
+async def test_insecure_skip_verify_works_and_warns_when_allowed(https_authserver: AuthServer) -> None:
+    allowing = TokenClient(timeout=5.0, denied_networks=LOOPBACK_ALLOWED, allow_insecure_skip_verify=True)
+    try:
+        result = await allowing.fetch_token(config(
+            https_authserver.token_url, "tls-client", SPECIAL, tls=TLSMaterial(insecure_skip_verify=True)))
+    finally:
+        await allowing.aclose()
 
     assert https_authserver.accepts(token_of(result))
     assert any("insecureSkipVerify" in warning for warning in result.warnings)
@@ -447,7 +465,7 @@ async def test_oversized_body_refused(client: TokenClient, content_length: bool)
 
 
 async def test_timeout_is_endpoint_unavailable() -> None:
-    token_client = TokenClient(allow_insecure_http=True, timeout=0.5)
+    token_client = TokenClient(allow_insecure_http=True, timeout=0.5, denied_networks=LOOPBACK_ALLOWED)
     try:
         with ScriptedServer(ScriptedResponse.token(delay=5.0)) as scripted:
             started = time.monotonic()

@@ -72,8 +72,10 @@ def write(tmp_path: Path, *documents: dict[str, Any]) -> Path:
 
 
 def token_command(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-                  ) -> subprocess.CompletedProcess[str]:
+                  allow_loopback: bool = True) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OAUTH_TOKEN_OPERATOR_")}
+    if allow_loopback:  # the test servers are on 127.0.0.1, which the default denied networks refuse
+        environment["OAUTH_TOKEN_OPERATOR_DENIED_ENDPOINT_NETWORKS"] = ""
     return subprocess.run([sys.executable, "-m", "oauth_token_operator", "token", *args],
                           capture_output=True, text=True, timeout=60, input=stdin, check=False,
                           env={**environment, **(env or {})})
@@ -245,6 +247,19 @@ def test_plain_http_refused_without_permission(server: AuthServer, tmp_path: Pat
     failed(token_command("-f", str(path), env={"OAUTH_TOKEN_OPERATOR_ALLOW_INSECURE_HTTP": "false"}),
            2, "InvalidSpec")
     assert server.token_request_count() == count, "nothing was sent in clear text"
+
+
+def test_loopback_endpoint_refused_by_default_without_a_request(server: AuthServer, tmp_path: Path) -> None:
+    path = write(tmp_path, secret(), resource(server.token_url))
+    count = server.token_request_count()
+    stderr = failed(token_command("-f", str(path), "--allow-insecure-http", allow_loopback=False), 2, "InvalidSpec")
+    assert "127.0.0.1 is 127.0.0.1, a loopback address" in stderr
+    assert "OAUTH_TOKEN_OPERATOR_DENIED_ENDPOINT_NETWORKS" in stderr
+    assert server.token_request_count() == count, "nothing was sent"
+    # the flag wins over the environment, as for every setting
+    succeeded(token_command("-f", str(path), "--allow-insecure-http", "--denied-endpoint-networks", "",
+                            allow_loopback=False))
+    assert server.token_request_count() == count + 1
 
 
 # ------------------------------------------------------------------------------------------------- exit 3

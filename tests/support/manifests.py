@@ -153,7 +153,8 @@ def deployment_container(docs: list[Manifest]) -> tuple[Manifest, Manifest]:
 
 def operator_command(container: Manifest, pod_name: str, process: OperatorProcess) -> tuple[list[str], dict[str, str]]:
     """The rendered container's args and env, as the kubelet would give them, with only the ports changed to
-    the free ones ``process`` picked and plain http allowed (the test token endpoint is http on loopback)."""
+    the free ones ``process`` picked, plain http allowed and loopback endpoints not denied (the test token
+    endpoint is http on 127.0.0.1)."""
     args = list(container.get("args") or [])
     assert args[:1] == ["run"], f"the container must run `oauth-token-operator run`, not {args}"
     port_flags = ("--metrics-port", "--health-port")
@@ -170,6 +171,7 @@ def operator_command(container: Manifest, pod_name: str, process: OperatorProces
         "OAUTH_TOKEN_OPERATOR_METRICS_PORT": str(process.metrics_port),
         "OAUTH_TOKEN_OPERATOR_HEALTH_PORT": str(process.health_port),
         "OAUTH_TOKEN_OPERATOR_ALLOW_INSECURE_HTTP": "true",
+        "OAUTH_TOKEN_OPERATOR_DENIED_ENDPOINT_NETWORKS": "",
     })
     return args, env
 

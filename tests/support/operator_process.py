@@ -30,6 +30,7 @@ class OperatorProcess:
         env: dict[str, str] | None = None,
         name: str = "operator",
         allow_insecure_http: bool = True,
+        allow_loopback_endpoints: bool = True,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
@@ -38,6 +39,9 @@ class OperatorProcess:
         self.name = name
         # The test token endpoints are plain http on loopback; a test of the refusal turns this off.
         self.allow_insecure_http = allow_insecure_http
+        # The test token endpoints are on 127.0.0.1, which the default denied networks refuse; a test of that
+        # refusal turns this off (the operator then runs with its default list).
+        self.allow_loopback_endpoints = allow_loopback_endpoints
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.log_path = workdir / f"{name}.log"
@@ -49,6 +53,7 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "OAUTH_TOKEN_OPERATOR_ALLOW_INSECURE_HTTP": str(self.allow_insecure_http).lower(),
+            **({"OAUTH_TOKEN_OPERATOR_DENIED_ENDPOINT_NETWORKS": ""} if self.allow_loopback_endpoints else {}),
             **self.env,
         }
         cmd = [

@@ -10,9 +10,15 @@ Deciding the class: a 429, 408 or 5xx is transient whatever the body says; a 3xx
 never follow redirects with credentials); otherwise a known OAuth ``error`` code decides (RFC 6749 §5.2), and
 without one the status does (401/403 are the client's credentials, other 4xx a refused request).
 
-Servers echo things. Every piece of server text is truncated, stripped of control characters and passed
-through :func:`redact` with the request's secrets, so a message never carries a client secret, a private key
-or a token, even when a gateway reflects the request body into its error page. HTML pages are never quoted.
+Only RFC 6749 §5.2 error fields are ever quoted: ``error``, ``error_description`` and ``error_uri``, each
+stripped of control characters, bounded and passed through :func:`redact` with the request's secrets, so a
+message never carries a client secret, a private key or a token, even when a gateway reflects the request body
+into its error page. Anything else a server sends is described, never quoted: a text or HTML page, a JSON
+document of another shape, by its status, media type and length (:func:`describe_body`); a redirect, without
+its ``Location``. The endpoint may not be an authorization server at all: a resource pointed at an internal
+service must not read that service's pages back through the operator's status, Events and logs. Vendor error
+codes (Apigee's ``steps.oauth.v2.InvalidApiKey``) still decide the class and are shown only as the RFC 6749
+code they stand for.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 from ..api import AuthMethod
 from ..errors import EndpointUnavailable, InvalidClient, TokenError, TokenRequestRejected
@@ -35,9 +41,11 @@ __all__ = [
     "classify_error_response",
     "clean_server_text",
     "config_secrets",
+    "describe_body",
     "is_invalid_client_answer",
     "parse_retry_after",
     "redact",
+    "without_userinfo",
 ]
 
 MAX_SERVER_TEXT = 200
@@ -51,6 +59,16 @@ _PEM_PRIVATE_KEY = re.compile(
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]+")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,40}/[a-z0-9][a-z0-9!#$&^_.+-]{0,40}")
+_RFC6749_TEXT = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §5.2: the characters of error
+_KNOWN_CODES = frozenset(
+    {
+        "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
+        "invalid_scope", "invalid_target", "access_denied", "server_error", "temporarily_unavailable",
+        "slow_down", "invalid_token", "insufficient_scope", "invalid_dpop_proof", "use_dpop_nonce",
+    }
+)
+"""Codes of RFC 6749, 6750, 8707, 8628 and 9449: a vendor code is shown as one of these, or not at all."""
 _CLIENT_CODES = frozenset({"invalid_client", "unauthorized_client"})
 _REQUEST_CODES = frozenset(
     {
@@ -112,16 +130,36 @@ def clean_server_text(text: str, secrets: Iterable[str] = (), limit: int = MAX_S
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@`` in its authority: the only form of a URL shown in status or messages.
+
+    Admission refuses userinfo in URLs already; this keeps objects stored before that rule (and discovery
+    documents, which announce what they like) from echoing a password. Purely textual, never raises.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority = rest[:end]
+    if "@" not in authority:
+        return url
+    return f"{scheme}://{authority.rsplit('@', 1)[1]}{rest[end:]}"
+
+
 # ------------------------------------------------------------------------------------------ HTTP answers
 
 
 @dataclass(frozen=True)
 class _ServerSays:
-    """What an error body told us, before any cleaning."""
+    """What an error body told us, before any cleaning. Only ``error``/``error_description``/``error_uri``
+    are ever shown; ``vendor_code`` only classifies (and is shown as the RFC 6749 code it maps to)."""
 
     code: str | None = None
     description: str | None = None
-    html: bool = False
+    uri: str | None = None
+    vendor_code: str | None = None
+    oauth: bool = False
+    """The body is a JSON object with an RFC 6749 ``error``: otherwise it is described, not quoted."""
 
 
 def _text(value: object) -> str | None:
@@ -139,50 +177,76 @@ def _first(*values: object) -> str | None:
     return None
 
 
-def _from_json(obj: dict[str, object]) -> _ServerSays:
-    error = obj.get("error")
-    fault = obj.get("fault")
+def _vendor_code(obj: dict[str, object]) -> str | None:
+    """An error code in a non-RFC shape, for classification only."""
+    error, fault = obj.get("error"), obj.get("fault")
     if isinstance(error, dict):  # {"error": {"code": ..., "message": ...}} (Google-style APIs, some gateways)
-        return _ServerSays(
-            _first(error.get("code"), error.get("error"), error.get("status")),
-            _first(error.get("message"), error.get("error_description")),
-        )
+        return _first(error.get("code"), error.get("error"), error.get("status"))
     if isinstance(fault, dict):  # Apigee policy faults: {"fault": {"faultstring", "detail": {"errorcode"}}}
         detail = fault.get("detail")
-        code = _first(detail.get("errorcode")) if isinstance(detail, dict) else None
-        return _ServerSays(code, _first(fault.get("faultstring")))
-    title, detail = _first(obj.get("title")), _first(obj.get("detail"))
-    problem = f"{title}: {detail}" if title and detail else (title or detail)
-    return _ServerSays(
-        _first(error, obj.get("ErrorCode"), obj.get("errorCode"), obj.get("error_code")),
-        _first(
-            obj.get("error_description"),
-            obj.get("Error"),
-            problem,
-            obj.get("message"),
-            obj.get("Message"),
-            obj.get("errorMessage"),
-            obj.get("error_message"),
-        ),
-    )
+        return _first(detail.get("errorcode")) if isinstance(detail, dict) else None
+    return _first(obj.get("ErrorCode"), obj.get("errorCode"), obj.get("error_code"))
 
 
 def _read_body(headers: Mapping[str, str], body: bytes) -> _ServerSays:
-    content_type = headers.get("content-type", "").lower()
     stripped = body.strip()
-    if not stripped:
+    if not stripped or stripped[:1] != b"{":
         return _ServerSays()
-    if "html" in content_type or stripped[:1] == b"<":
-        return _ServerSays(html=True)
     try:
         parsed = json.loads(stripped)
     except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        return _from_json(parsed)
-    if "json" in content_type or parsed is not None:  # JSON, but not an object: say nothing of it
         return _ServerSays()
-    return _ServerSays(description=stripped.decode("utf-8", "replace"))
+    if not isinstance(parsed, dict):
+        return _ServerSays()
+    code = parsed.get("error")
+    if isinstance(code, str) and code.strip():
+        description, uri = parsed.get("error_description"), parsed.get("error_uri")
+        return _ServerSays(
+            code=code,
+            description=description if isinstance(description, str) and description.strip() else None,
+            uri=uri if isinstance(uri, str) and uri.strip() else None,
+            oauth=True,
+        )
+    return _ServerSays(vendor_code=_vendor_code(parsed))
+
+
+def describe_body(headers: Mapping[str, str], body: bytes) -> str:
+    """A body by its media type and length, never its content: ``a 1234-byte text/html body``."""
+    if not body.strip():
+        return "an empty body"
+    raw = next((value for name, value in headers.items() if name.lower() == "content-type"), "")
+    media = raw.split(";", 1)[0].strip().lower()
+    if not media:
+        kind = "body without Content-Type"
+    elif _MEDIA_TYPE.fullmatch(media):
+        kind = f"{media} body"
+    else:
+        kind = "body with an unusual Content-Type"
+    return f"a {len(body)}-byte {kind}"
+
+
+def _shown_code(code: str | None, secrets: Iterable[str]) -> str | None:
+    """An ``error`` value as RFC 6749 allows it (printable ASCII without quote or backslash), bounded."""
+    if code is None:
+        return None
+    code = code.strip()
+    if len(code) > 80 or not _RFC6749_TEXT.fullmatch(code):
+        return None
+    shown = redact(code, secrets)
+    return shown if shown == code else None  # a "code" that holds a secret is no code
+
+
+def _shown_uri(uri: str | None, secrets: Iterable[str]) -> str | None:
+    """An ``error_uri`` if it is a plain http(s) URL (no userinfo), bounded; else nothing."""
+    if uri is None:
+        return None
+    uri = uri.strip()
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    if len(uri) > MAX_SERVER_TEXT or not _RFC6749_TEXT.fullmatch(uri) or redact(uri, secrets) != uri:
+        return None
+    return uri
 
 
 def _oauth_code(code: str | None) -> str | None:
@@ -207,7 +271,8 @@ def is_invalid_client_answer(status: int, headers: Mapping[str, str], body: byte
     if not 400 <= status < 500:
         return False
     headers = {name.lower(): value for name, value in headers.items()}
-    return _oauth_code(_read_body(headers, body).code) == "invalid_client"
+    says = _read_body(headers, body)
+    return _oauth_code(says.code or says.vendor_code) == "invalid_client"
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
@@ -275,20 +340,25 @@ def classify_error_response(
     secrets = tuple(secrets)
     headers = {name.lower(): value for name, value in headers.items()}
     says = _read_body(headers, body)
-    code = clean_server_text(says.code, secrets, limit=80) if says.code else None
-    oauth_code = _oauth_code(code)
+    oauth_code = _oauth_code(says.code or says.vendor_code)
+    code = _shown_code(says.code, secrets) if says.oauth else None
+    if code is None and oauth_code in _KNOWN_CODES:
+        code = oauth_code  # a vendor code, or an unprintable one, shown as the RFC 6749 code it stands for
     description = clean_server_text(says.description, secrets) if says.description else None
+    uri = _shown_uri(says.uri, secrets)
 
-    phrase = _status_text(status).partition(" ")[2]
-    if description and phrase and description.lower().startswith(phrase.lower() + ": "):
-        description = description[len(phrase) + 2 :]  # problem+json titles repeat the status phrase
     what = f"token endpoint answered {_status_text(status) if code is None else f'{status} {code}'}"
-    if says.html:
-        what += " with an HTML page"
-    elif description:
-        what += f": {description}"
-    elif code is None and not body.strip():
-        what += " with an empty body"
+    if says.oauth:
+        if description:
+            what += f": {description}"
+        if uri:
+            what += f" (see {uri})"
+    elif not (300 <= status < 400):
+        what += f" with {describe_body(headers, body)}"
+        if code is not None:
+            what += " (a vendor error code; the body is not shown)"
+        elif body.strip():
+            what += ", not an OAuth error response"
 
     if status in (408, 429) or status >= 500:
         retry_after = parse_retry_after(headers.get("retry-after"), now=now)
@@ -296,12 +366,9 @@ def classify_error_response(
         why = "the server is rate limiting token requests" if status == 429 else "the server is unavailable"
         return EndpointUnavailable(f"{what}; {why}{when}", retry_after=retry_after)
     if 300 <= status < 400:
-        location = headers.get("location")
-        to = f" to {clean_server_text(location, secrets)}" if location else ""
         return TokenRequestRejected(
-            f"token endpoint answered {_status_text(status)} (a redirect{to}); "
-            "redirects are not followed for token requests; set tokenURL to the "
-            "final URL"
+            f"token endpoint answered {_status_text(status)}, a redirect to another location (not shown); "
+            "redirects are not followed for token requests; set tokenURL to the token endpoint itself"
         )
     source = credentials_source or "the client credentials Secret"
     challenge = headers.get("www-authenticate", "").strip().split(" ", 1)[0].lower()

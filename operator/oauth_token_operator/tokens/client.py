@@ -11,10 +11,12 @@ make a fleet of resources cheap to serve:
 * The HTTP Basic encoding that worked per (token URL, client ID); see :mod:`.request` for why there are two.
 
 Rules kept here: redirects are never followed (credentials go to the configured host or nowhere); plain
-``http://`` is refused unless the operator allows it; a response is streamed and refused beyond
-``max_response_bytes``; each request has an overall deadline of ``timeout`` seconds (waiting for a pool slot
-does not count); and only :class:`~oauth_token_operator.errors.OperatorError` subclasses escape. Nothing is
-logged: the caller reports what happened, from one place.
+``http://`` and ``tls.insecureSkipVerify`` are refused unless the operator allows them; no connection is made
+to an address in the denied networks (:mod:`.egress`: checked on the address actually connected to); a
+response is streamed and refused beyond ``max_response_bytes``; each request has an overall deadline of
+``timeout`` seconds (waiting for a pool slot does not count); and only
+:class:`~oauth_token_operator.errors.OperatorError` subclasses escape. Nothing is logged: the caller reports
+what happened, from one place.
 """
 
 from __future__ import annotations
@@ -45,8 +47,18 @@ from .classify import (
     config_secrets,
     is_invalid_client_answer,
     parse_retry_after,
+    without_userinfo,
 )
 from .discovery import ServerMetadata, metadata_urls, parse_metadata
+from .egress import (
+    DeniedNetworks,
+    GuardedBackend,
+    GuardedTransport,
+    Resolver,
+    check_addresses,
+    proxy_configured,
+    resolve_host,
+)
 from .model import ClientConfig, Token
 from .request import BasicEncoding, basic_encoding_matters, build_token_request
 from .response import parse_token_response
@@ -62,6 +74,7 @@ MAX_CONCURRENT_REQUESTS_PER_POOL = 100
 
 INSECURE_TLS_WARNING = "TLS certificate verification is disabled (tls.insecureSkipVerify)"
 INSECURE_HTTP_WARNING = "plain http:// allowed by --allow-insecure-http"
+INSECURE_SKIP_VERIFY_SETTING = "OAUTH_TOKEN_OPERATOR_ALLOW_INSECURE_SKIP_VERIFY"
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,7 @@ class TokenResult:
 
     token: Token
     endpoint: str
-    """The token URL actually used (``tokenURL``, or the discovered endpoint)."""
+    """The token URL actually used (``tokenURL``, or the discovered endpoint), without any userinfo."""
     warnings: tuple[str, ...] = ()
     """Things to flag in the Ready message and as Warning Events (insecure TLS, plain HTTP, ...)."""
 
@@ -109,13 +122,22 @@ class TokenClient:
         default_lifetime: float = 3600.0,
         user_agent: str = DEFAULT_USER_AGENT,
         transport_factory: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] | None = None,
+        denied_networks: DeniedNetworks | None = None,
+        resolve: Resolver = resolve_host,
+        allow_insecure_skip_verify: bool = False,
     ) -> None:
+        """``denied_networks``: where no connection may go (None: :meth:`DeniedNetworks.default`, an empty
+        ``DeniedNetworks()`` denies nothing). ``resolve`` is the resolver the guard uses (tests inject one).
+        ``transport_factory`` replaces the network, and with it the guard, for tests."""
         self._timeout = timeout
         self._max_response_bytes = max_response_bytes
         self._allow_insecure_http = allow_insecure_http
         self._default_lifetime = default_lifetime
         self._user_agent = user_agent
         self._transport_factory = transport_factory
+        self._denied = DeniedNetworks.default() if denied_networks is None else denied_networks
+        self._resolve = resolve
+        self._allow_insecure_skip_verify = allow_insecure_skip_verify
         self._pools: dict[str, _Pool] = {}
         self._discovered: dict[tuple[str, str], _Discovered] = {}
         self._discovery_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -137,13 +159,14 @@ class TokenClient:
             raise EndpointUnavailable(f"token request failed unexpectedly ({type(exc).__name__})") from exc
 
     async def token_endpoint(self, config: ClientConfig) -> str:
-        """The token URL: ``tokenURL`` as given, or the one discovery finds from ``issuerURL`` (cached)."""
+        """The token URL: ``tokenURL`` as given, or the one discovery finds from ``issuerURL`` (cached), without
+        any userinfo (it is shown in status)."""
         try:
             pool, _ = self._prepare(config)
             endpoint, _ = await self._endpoint(config, pool)
             if config.issuer_url:
                 self._check_url(endpoint, "the discovered token endpoint")
-            return endpoint
+            return without_userinfo(endpoint)
         except OperatorError:
             raise
         except Exception as exc:
@@ -190,7 +213,7 @@ class TokenClient:
                 # the endpoint may have moved: ask the issuer again next time
                 self._discovered.pop((config.issuer_url, tls_material_key(config.tls)), None)
             raise outcome.error
-        return TokenResult(token=outcome, endpoint=endpoint, warnings=_unique(warnings))
+        return TokenResult(token=outcome, endpoint=without_userinfo(endpoint), warnings=_unique(warnings))
 
     async def _attempt(
         self, pool: _Pool, config: ClientConfig, endpoint: str, encoding: BasicEncoding, default_lifetime: float
@@ -260,14 +283,15 @@ class TokenClient:
                     retry_after=retry_after,
                 )
             if answer.status != 200 or answer.too_large:
-                failures.append(f"{url} answered {answer.status}" + (" (too large)" if answer.too_large else ""))
+                shown = without_userinfo(url)
+                failures.append(f"{shown} answered {answer.status}" + (" (too large)" if answer.too_large else ""))
                 continue
             try:
                 return parse_metadata(answer.body, issuer=issuer, metadata_url=url)
             except InvalidSpec as exc:
                 failures.append(exc.message)
         raise InvalidSpec(
-            f"no usable discovery document for issuerURL {issuer} ({'; '.join(failures)}); "
+            f"no usable discovery document for issuerURL {without_userinfo(issuer)} ({'; '.join(failures)}); "
             "check issuerURL, or set tokenURL instead"
         )
 
@@ -284,11 +308,18 @@ class TokenClient:
             assert config.issuer_url is not None
             warnings += self._check_url(config.issuer_url, "issuerURL")
         if config.tls.insecure_skip_verify:
+            if not self._allow_insecure_skip_verify:
+                raise InvalidSpec(
+                    "tls.insecureSkipVerify is set, but this operator does not allow it: without certificate "
+                    "verification the credentials could go to any server on the path; add the server's CA with "
+                    f"tls.caBundleRef instead (the cluster admin can allow it with {INSECURE_SKIP_VERIFY_SETTING}=true)"
+                )
             warnings.append(INSECURE_TLS_WARNING)
         return self._pool(config), warnings
 
     def _check_url(self, url: str, what: str) -> list[str]:
         scheme = urlsplit(url).scheme.lower()
+        url = without_userinfo(url)  # for the messages below
         if scheme == "https":
             return []
         if scheme == "http":
@@ -307,16 +338,20 @@ class TokenClient:
         pool = self._pools.get(key)
         if pool is None:
             context = build_ssl_context(config.tls)
-            transport = self._transport_factory(context) if self._transport_factory else None
+            limits = httpx.Limits(
+                max_connections=MAX_CONCURRENT_REQUESTS_PER_POOL, max_keepalive_connections=20, keepalive_expiry=30.0
+            )
+            transport: httpx.AsyncBaseTransport | None = None
+            if self._transport_factory:
+                transport = self._transport_factory(context)
+            elif self._denied:
+                backend = GuardedBackend(self._denied, resolve=self._resolve)
+                transport = GuardedTransport(verify=context, limits=limits, backend=backend)
             client = httpx.AsyncClient(
                 verify=context,  # also used by proxy transports created from HTTPS_PROXY & co.
                 transport=transport,
                 timeout=httpx.Timeout(self._timeout),
-                limits=httpx.Limits(
-                    max_connections=MAX_CONCURRENT_REQUESTS_PER_POOL,
-                    max_keepalive_connections=20,
-                    keepalive_expiry=30.0,
-                ),
+                limits=limits,
                 follow_redirects=False,
                 headers={"User-Agent": self._user_agent},
             )
@@ -344,6 +379,8 @@ class TokenClient:
         try:
             async with pool.gate:  # waiting for a slot is not part of the request's deadline
                 async with asyncio.timeout(self._timeout):
+                    if self._denied and proxy_configured():
+                        await self._check_proxied(url)
                     async with pool.client.stream(method, url, headers=headers, content=content) as response:
                         body, too_large = await self._read_limited(response)
                         return _Answer(response.status_code, response.headers, body, too_large)
@@ -353,12 +390,23 @@ class TokenClient:
                 f"{self._timeout:g}s; the server is slow or unreachable"
             ) from None
         except httpx.InvalidURL:
-            raise InvalidSpec(f"{url} is not a valid URL") from None
+            raise InvalidSpec(f"{without_userinfo(url)} is not a valid URL") from None
         except (httpx.HTTPError, OSError) as exc:
             raise classify_transport_error(exc, url=url, secrets=secrets) from None
         finally:
             pool.in_flight -= 1
             pool.last_used = time.monotonic()
+
+    async def _check_proxied(self, url: str) -> None:
+        """Behind a proxy the proxy connects, not the guard: check the target's own addresses first."""
+        parts = urlsplit(url)
+        if parts.hostname:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            try:
+                addresses = await self._resolve(parts.hostname, port)
+            except OSError:
+                return  # the proxy may know names we do not; it resolves them itself
+            check_addresses(parts.hostname, addresses, self._denied)
 
     async def _read_limited(self, response: httpx.Response) -> tuple[bytes, bool]:
         limit = self._max_response_bytes

@@ -93,6 +93,8 @@ def parse_metadata(body: bytes, *, issuer: str, metadata_url: str) -> ServerMeta
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
         raise InvalidSpec(f"{metadata_url} announces a token_endpoint that is not an http(s) URL")
+    if "@" in parts.netloc:
+        raise InvalidSpec(f"{metadata_url} announces a token_endpoint with user information (user@); refused")
     announced = document.get("issuer")
     warnings: tuple[str, ...] = ()
     if not isinstance(announced, str):

@@ -15,6 +15,10 @@ expiry. Without ``expires_in`` a JWT access token's claims are read (unverified:
 only its carrier): with ``iat`` the lifetime ``exp - iat`` is again counted from ``now``; with ``exp`` alone
 it is used as an absolute time. Otherwise the caller's default lifetime applies and ``expiry_source`` says
 so, so the status can tell the user. ``expires_in: 0`` is read as "not stated" (Apigee uses 0 for "never").
+
+A 2xx that is not a token is described by media type and length (:func:`.classify.describe_body`), and a
+JSON object without ``access_token`` by the names of its fields only where they are token-response names
+from :data:`TOKEN_FIELD_NAMES`: the endpoint may be an internal service, whose content must not be read back.
 """
 
 from __future__ import annotations
@@ -32,13 +36,24 @@ from pydantic import SecretStr
 
 from ..api import AuthMethod
 from ..errors import InvalidTokenResponse, TokenError
-from .classify import classify_error_response, clean_server_text
+from .classify import classify_error_response, clean_server_text, describe_body
 from .model import Token
 
-__all__ = ["MAX_LIFETIME_SECONDS", "parse_token_response"]
+__all__ = ["MAX_LIFETIME_SECONDS", "TOKEN_FIELD_NAMES", "parse_token_response"]
 
 MAX_LIFETIME_SECONDS = 10 * 366 * 24 * 3600
 """A token lifetime beyond ten years is a server bug (or milliseconds sent as seconds), not a promise."""
+
+TOKEN_FIELD_NAMES = frozenset(
+    {
+        "access_token", "token_type", "expires_in", "refresh_token", "scope", "id_token", "issued_token_type",
+        "expires_at", "issued_at", "ext_expires_in", "not-before-policy", "refresh_expires_in", "session_state",
+        "accessToken", "access-token", "AccessToken", "token", "jwt", "tokenType", "expiresIn", "expires",
+        "application_name", "client_id", "status", "developer.email", "organization_name", "api_product_list",
+    }
+)
+"""Field names a token response may carry (RFC 6749 §5.1, and those of Keycloak, Entra ID and Apigee): only
+these are named in a message about a 2xx without an ``access_token``; other names are only counted."""
 
 _BEARER_TYPES = frozenset({"bearer", "bearertoken", "bearer_token", "bearer-token"})
 ExpirySource = Literal["expires_in", "jwt_exp", "default"]
@@ -58,14 +73,12 @@ def _decode_body(headers: Mapping[str, str], body: bytes, status: int) -> dict[s
     try:
         parsed = json.loads(stripped)
     except ValueError:
+        what = f"{prefix} with {describe_body(headers, body)}, not JSON"
         if "html" in content_type or stripped[:1] == b"<":
             raise InvalidTokenResponse(
-                f"{prefix} with an HTML page instead of a token; tokenURL may point at a portal or login "
-                "page rather than the token endpoint"
+                f"{what}; tokenURL may point at a portal or login page rather than the token endpoint"
             ) from None
-        raise InvalidTokenResponse(
-            f"{prefix} with a body that is not JSON ({content_type or 'no Content-Type'}, {len(body)} bytes)"
-        ) from None
+        raise InvalidTokenResponse(what) from None
     if not isinstance(parsed, dict):
         raise InvalidTokenResponse(f"{prefix} with a JSON {type(parsed).__name__} instead of an object")
     return parsed
@@ -202,9 +215,12 @@ def parse_token_response(
     if access_token is None:
         if fields.get("error"):  # an OAuth error wearing a 2xx
             raise refusal()
-        names = ", ".join(sorted(clean_server_text(str(name), limit=40) for name in fields if name)) or "none"
+        known = sorted(name for name in fields if name in TOKEN_FIELD_NAMES)
+        others = len(fields) - len(known)
+        names = ", ".join(known) + (f"{' and ' if known else ''}{others} other{'s' if others != 1 else ''}"
+                                    if others else "")
         raise InvalidTokenResponse(
-            f"token endpoint answered {status} without an access_token (fields: {clean_server_text(names)})"
+            f"token endpoint answered {status} without an access_token (fields: {names or 'none'})"
         )
     if not isinstance(access_token, str):
         raise InvalidTokenResponse(f"token endpoint answered {status} with an access_token that is not a string")

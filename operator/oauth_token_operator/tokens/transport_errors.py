@@ -80,8 +80,11 @@ def classify_transport_error(
         return EndpointUnavailable(f"cannot resolve host {host}: {detail()}; check the URL's host name and cluster DNS")
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in detail().lower():
         return EndpointUnavailable(f"connection to {host} refused; is the server running and is the port right?")
-    if isinstance(exc, httpx.ProtocolError):
-        return EndpointUnavailable(f"the connection to {host} broke the HTTP protocol: {detail()}")
+    if isinstance(exc, httpx.ProtocolError):  # h11 quotes what the peer sent (a banner): never shown
+        return EndpointUnavailable(
+            f"the connection to {host} broke the HTTP protocol ({type(exc).__name__}); is it an HTTP(S) server, "
+            "and is the port right?"
+        )
     if isinstance(exc, httpx.NetworkError | OSError):
         return EndpointUnavailable(f"network error talking to {host}: {detail()}")
-    return EndpointUnavailable(f"request to {host} failed ({type(exc).__name__}): {detail()}")
+    return EndpointUnavailable(f"request to {host} failed ({type(exc).__name__})")

@@ -22,6 +22,7 @@ from oauth_token_operator.tokens.classify import (
     is_invalid_client_answer,
     parse_retry_after,
     redact,
+    without_userinfo,
 )
 from oauth_token_operator.tokens.model import ClientConfig, TLSMaterial
 from oauth_token_operator.tokens.tls import build_ssl_context
@@ -191,17 +192,23 @@ async def test_read_timeout() -> None:
     _check(error, "timed out waiting for the answer")
 
 
-async def test_protocol_error() -> None:
+async def test_protocol_error_never_quotes_what_the_peer_sent() -> None:
+    # A tokenURL pointed at a non-HTTP internal service (Redis, SSH, ...) must not read its banner back.
+    banner = b"SSH-2.0-InternalBanner-7f3a2c"
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(100)
-        writer.write(b"SPDY/9 nonsense\r\n\r\n")
+        writer.write(banner + b"\r\n\r\n")
         await writer.drain()
         writer.close()
 
     async with _server(handler) as port:
         url = f"http://127.0.0.1:{port}/token"
-        error = classify_transport_error(await _get(url), url=url)
-    _check(error, "broke the HTTP protocol")
+        failure = await _get(url)
+        error = classify_transport_error(failure, url=url)
+    assert "InternalBanner" in str(failure)  # h11 does quote it: the classification must drop it
+    _check(error, "broke the HTTP protocol", "port right")
+    assert "InternalBanner" not in error.message
 
 
 def test_dns_failure_and_userinfo_never_shown() -> None:
@@ -214,14 +221,31 @@ def test_dns_failure_and_userinfo_never_shown() -> None:
 
 
 def test_transport_text_is_redacted() -> None:
-    error = classify_transport_error(httpx.RemoteProtocolError(f"bad header {CANARY}"), secrets=[CANARY])
+    error = classify_transport_error(httpx.ReadError(f"connection reset {CANARY}"), secrets=[CANARY])
     assert CANARY not in error.message and "[REDACTED]" in error.message
 
 
-def test_unexpected_exception_still_classified() -> None:
-    _check(classify_transport_error(RuntimeError("boom"), url="https://h/t"), "RuntimeError", "boom")
+def test_unexpected_exception_still_classified_without_its_text() -> None:
+    error = classify_transport_error(RuntimeError("boom from somewhere"), url="https://h/t")
+    _check(error, "RuntimeError")
+    assert "boom" not in error.message
 
 
 def test_retry_after_is_relative_to_now() -> None:
     later = NOW + timedelta(seconds=30)
     assert parse_retry_after("Sun, 01 Mar 2026 12:02:00 GMT", now=later) == 90.0
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"https://client:{CANARY}@idp.example.com/token", "https://idp.example.com/token"),
+        ("https://client@idp.example.com:8443/t?x=1", "https://idp.example.com:8443/t?x=1"),
+        ("https://a@b@idp.example.com", "https://idp.example.com"),
+        ("https://idp.example.com/u/me@corp?q=a@b", "https://idp.example.com/u/me@corp?q=a@b"),  # not userinfo
+        ("http://[::1]:80/token", "http://[::1]:80/token"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_without_userinfo_is_what_status_shows(url: str, shown: str) -> None:
+    assert without_userinfo(url) == shown

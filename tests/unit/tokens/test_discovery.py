@@ -106,6 +106,7 @@ def test_missing_issuer_is_a_warning() -> None:
         (_doc(issuer="https://h", token_endpoint=42), "no token_endpoint"),
         (_doc(issuer="https://h", token_endpoint="javascript:alert(1)"), "not an http(s) URL"),
         (_doc(issuer="https://h", token_endpoint="/relative/token"), "not an http(s) URL"),
+        (_doc(issuer="https://h", token_endpoint="https://admin:pw@h/token"), "with user information"),
     ],
 )
 def test_unusable_metadata(body: bytes, needle: str) -> None:

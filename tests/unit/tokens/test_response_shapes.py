@@ -90,6 +90,9 @@ WSO2_SEED_003 = (
     b'"token_type":"Bearer","expires_in":723}'
 )
 
+INTERNAL = "internal-page-canary-5e1d"
+"""Content of an internal service's page: a tokenURL pointed at that service must never read it back."""
+
 HTML_PAGE = (
     b"<!DOCTYPE html><html><head><title>Error</title></head><body><h1>Something went wrong</h1>"
     b"<script>alert(1)</script><p>client_secret=" + CANARY.encode() + b"</p></body></html>"
@@ -268,7 +271,8 @@ ROWS = [
         "401-plain-text-echo",
         401,
         f"Unauthorized: client_secret={CANARY}".encode(),
-        Refused(Reason.INVALID_CLIENT, ("401", "Unauthorized: client_secret=[REDACTED]")),
+        Refused(Reason.INVALID_CLIENT, ("401 Unauthorized with a 46-byte text/plain body, not an OAuth error",),
+                never_says=("client_secret", "[REDACTED]")),
         headers={"Content-Type": "text/plain"},
     ),
     Row(
@@ -295,13 +299,14 @@ ROWS = [
         "apigee-errorcode",
         401,
         _json({"ErrorCode": "invalid_client", "Error": "ClientId is Invalid"}),
-        Refused(Reason.INVALID_CLIENT, ("401 invalid_client", "ClientId is Invalid")),
+        Refused(Reason.INVALID_CLIENT, ("401 invalid_client", "vendor error code"), never_says=("ClientId is",)),
     ),
     Row(
         "apigee-fault-invalid-api-key",
         401,
         _json({"fault": {"faultstring": "Invalid ApiKey", "detail": {"errorcode": "oauth.v2.InvalidApiKey"}}}),
-        Refused(Reason.INVALID_CLIENT, ("oauth.v2.InvalidApiKey", "Invalid ApiKey")),
+        Refused(Reason.INVALID_CLIENT, ("401 invalid_client", "vendor error code"),
+                never_says=("Invalid ApiKey", "oauth.v2")),
     ),
     Row(
         "apigee-fault-invalid-client-on-400",
@@ -314,7 +319,7 @@ ROWS = [
                 }
             }
         ),
-        Refused(Reason.INVALID_CLIENT, ("InvalidClientIdentifier",)),
+        Refused(Reason.INVALID_CLIENT, ("400 invalid_client",), never_says=("identifier",)),
     ),
     # -------------------------------------------------------------------------------- refused requests
     Row(
@@ -358,7 +363,8 @@ ROWS = [
                 "detail": "Requested scope 'admin' is not allowed",
             }
         ),
-        Refused(Reason.TOKEN_REQUEST_REJECTED, ("400 Bad Request: Requested scope 'admin' is not allowed;",)),
+        Refused(Reason.TOKEN_REQUEST_REJECTED, ("400 Bad Request with a 134-byte application/problem+json body",),
+                never_says=("admin",)),
         headers={"Content-Type": "application/problem+json"},
     ),
     Row(
@@ -367,8 +373,8 @@ ROWS = [
         HTML_PAGE,
         Refused(
             Reason.TOKEN_REQUEST_REJECTED,
-            ("404 Not Found", "an HTML page", "tokenURL"),
-            never_says=("<", "Something went wrong"),
+            ("404 Not Found with a 167-byte text/html body", "tokenURL"),
+            never_says=("<", "Something went wrong", "Error"),
         ),
         headers={"Content-Type": "text/html; charset=utf-8"},
     ),
@@ -378,12 +384,8 @@ ROWS = [
         b"",
         Refused(
             Reason.TOKEN_REQUEST_REJECTED,
-            (
-                "302 Found",
-                "https://login.example.com/token",
-                "redirects are not followed",
-                "set tokenURL to the final URL",
-            ),
+            ("302 Found", "another location (not shown)", "redirects are not followed", "set tokenURL"),
+            never_says=("login.example.com", "https://"),
         ),
         headers={"Location": "https://login.example.com/token"},
     ),
@@ -392,6 +394,54 @@ ROWS = [
         400,
         _json({"error": "invalid_request", "error_description": "bad\r\nX-Injected: 1\x1b[31m" + "y" * 1000}),
         Refused(Reason.TOKEN_REQUEST_REJECTED, ("bad X-Injected: 1 [31myyy", "…"), never_says=("\r", "\n", "\x1b")),
+    ),
+    # ------------------------------------- canaries: an internal service's content never reaches a message
+    Row(
+        "internal-text-page-500",
+        500,
+        f"metrics_db_password={INTERNAL}\nuptime 12d".encode(),
+        Refused(Reason.ENDPOINT_UNAVAILABLE, ("500 Internal Server Error with a 56-byte text/plain body",),
+                never_says=(INTERNAL, "metrics_db")),
+        headers={"Content-Type": "text/plain; charset=utf-8"},
+    ),
+    Row(
+        "internal-json-api-403",
+        403,
+        _json({"message": INTERNAL, "title": INTERNAL, "detail": INTERNAL, "Error": INTERNAL}),
+        Refused(Reason.INVALID_CLIENT, ("403 Forbidden with a", "application/json body, not an OAuth error"),
+                never_says=(INTERNAL,)),
+    ),
+    Row(
+        "internal-json-document-200",
+        200,
+        _json({"items": [INTERNAL], INTERNAL: True, "expires_in": 5}),
+        Refused(Reason.INVALID_TOKEN_RESPONSE, ("without an access_token (fields: expires_in and 2 others)",),
+                never_says=(INTERNAL, "items")),
+    ),
+    Row(
+        "content-type-carries-text",
+        404,
+        b"nope",
+        Refused(Reason.TOKEN_REQUEST_REJECTED, ("body with an unusual Content-Type",), never_says=(INTERNAL,)),
+        headers={"Content-Type": f"text/plain {INTERNAL} ; x"},
+    ),
+    Row(
+        "error-that-is-not-rfc-6749-text",
+        400,
+        _json({"error": f'internal "{INTERNAL}"'}),
+        Refused(Reason.TOKEN_REQUEST_REJECTED, ("400 Bad Request",), never_says=(INTERNAL,)),
+    ),
+    Row(
+        "error_uri-shown-when-plain",
+        400,
+        _json({"error": "invalid_client", "error_uri": "https://idp.example.com/docs/errors#invalid_client"}),
+        Refused(Reason.INVALID_CLIENT, ("400 invalid_client (see https://idp.example.com/docs/errors#invalid_client)",)),
+    ),
+    Row(
+        "error_uri-with-userinfo-dropped",
+        400,
+        _json({"error": "invalid_client", "error_uri": f"https://admin:{INTERNAL}@idp.example.com/x"}),
+        Refused(Reason.INVALID_CLIENT, ("400 invalid_client;",), never_says=(INTERNAL, "admin", "see ")),
     ),
     # ---------------------------------------------------------------------------------- transient
     Row(
@@ -412,7 +462,7 @@ ROWS = [
         "503-html-page",
         503,
         HTML_PAGE,
-        Refused(Reason.ENDPOINT_UNAVAILABLE, ("503 Service Unavailable", "an HTML page"), never_says=("<",)),
+        Refused(Reason.ENDPOINT_UNAVAILABLE, ("503 Service Unavailable", "text/html body"), never_says=("<",)),
         headers={"Content-Type": "text/html"},
     ),
     Row(
@@ -438,14 +488,15 @@ ROWS = [
         "2xx-non-json",
         200,
         b"OK " + CANARY.encode(),
-        Refused(Reason.INVALID_TOKEN_RESPONSE, ("not JSON", "text/plain")),
+        Refused(Reason.INVALID_TOKEN_RESPONSE, ("200 with a 21-byte text/plain body, not JSON",),
+                never_says=("OK", "[REDACTED]")),
         headers={"Content-Type": "text/plain"},
     ),
     Row(
         "2xx-html-portal-page",
         200,
         HTML_PAGE,
-        Refused(Reason.INVALID_TOKEN_RESPONSE, ("HTML page", "tokenURL"), never_says=("<",)),
+        Refused(Reason.INVALID_TOKEN_RESPONSE, ("text/html body", "tokenURL"), never_says=("<", "Something")),
         headers={"Content-Type": "text/html"},
     ),
     Row("2xx-empty-body", 200, b"", Refused(Reason.INVALID_TOKEN_RESPONSE, ("empty body",))),
