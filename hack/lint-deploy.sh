@@ -15,7 +15,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 BIN="$(hack/tools.sh | tail -n1)"
 SCHEMAS="${OTO_TOOLS_DIR:-${HOME:-/tmp}/.cache/oauth-token-operator/tools}/schemas"
-K8S_VERSION="${K8S_VERSION:-v1.35.4}"
+source hack/versions.sh  # K8S_VERSION
 CHART=charts/oauth-token-operator
 OUT="${LINT_OUT:-$(mktemp -d -t oto-lint-XXXXXX)}"
 mkdir -p "$OUT/helm" "$OUT/kustomize"
