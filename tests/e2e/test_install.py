@@ -316,3 +316,65 @@ def test_rollout_restart_variant_may_patch_workloads(
         applier.delete([d for d in applied if d["kind"] in ("ClusterRole", "ClusterRoleBinding")])
         for name in dict.fromkeys([*created, install_ns]):
             kube.delete_namespace(name)
+
+
+@pytest.mark.parametrize("source", ["helm", "kustomize"])
+def test_aggregated_roles_give_view_read_and_edit_write(
+        source: str, tools: Path, kube_env: EnvTest, kube: Kube, applier: Applier, tmp_path: Path,
+        suffix: str) -> None:
+    """Kubernetes' `view` may read OAuthClientCredentials but not create one (creating one is as powerful as
+    reading the namespace's Secrets, which `view` may not); `edit` may create them (issue 14)."""
+    ns = f"agg-{suffix}"
+    docs = (helm_template(tools, f"agg-{suffix}", ns) if source == "helm"
+            else kustomize_build(tools, REPO_ROOT / "deploy" / "rbac" / "aggregated"))
+    roles = [d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith(("-view", "-edit"))]
+    assert len(roles) == 2
+    kube.create_namespace(ns)
+    clients: list[Kube] = []
+    try:
+        applier.apply(roles)
+        for name in ("view", "edit"):
+            wait_for(lambda name=name: aggregates_ours(kube, name), timeout=30,
+                     message=f"the {name} ClusterRole to aggregate ours")
+        for name in ("viewer", "editor"):
+            kube.core.create_namespaced_service_account(ns, {"metadata": {"name": name}})
+            kube.rbac.create_namespaced_role_binding(ns, {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "view" if name == "viewer" else "edit"},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]})
+        viewer, editor = (Kube(kube_env.kubeconfig_for_token(service_account_token(kube, ns, name),
+                                                             tmp_path / f"{name}.kubeconfig"))
+                          for name in ("viewer", "editor"))
+        clients += [viewer, editor]
+        spec = {"tokenURL": "https://idp.example/token", "clientCredentialsSecretRef": {"name": "creds"},
+                "target": {"secretName": "t"}}
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OAuthClientCredential", "metadata": {"name": "occ"},
+                "spec": spec}
+        wait_for(lambda: _allowed(lambda: editor.custom.create_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, body)), timeout=30, message="edit to create an OAuthClientCredential")
+        assert viewer.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+        assert_forbidden(lambda: viewer.custom.create_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, {**body, "metadata": {"name": "occ2"}}),
+            "view creating an OAuthClientCredential")
+        assert_forbidden(lambda: viewer.core.read_namespaced_secret("creds", ns), "view reading a Secret")
+    finally:
+        for client in clients:
+            client.close()
+        applier.delete(roles)
+        kube.delete_namespace(ns)
+
+
+def aggregates_ours(kube: Kube, role: str) -> bool:
+    return any(GROUP in (rule.api_groups or []) for rule in kube.rbac.read_cluster_role(role).rules or [])
+
+
+def _allowed(call: Callable[[], Any]) -> bool:
+    """True once ``call`` is no longer refused with 403 (aggregation and RBAC caches settle asynchronously)."""
+    try:
+        call()
+    except ApiException as exc:
+        if exc.status == 403:
+            return False
+        raise
+    return True

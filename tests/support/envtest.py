@@ -73,6 +73,7 @@ CONTROLLERS = (
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",  # kube-root-ca.crt ConfigMaps, as Pods expect
+    "clusterrole-aggregation-controller",  # view/edit/admin pick up aggregated ClusterRoles (the chart ships two)
 )
 
 _EXIT_UNAVAILABLE = 3  # envtest-assets.sh: no assets and no way to build them
