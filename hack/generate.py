@@ -226,6 +226,11 @@ CHART_SETTINGS = {
 }
 
 
+#: Settings the chart sets from values with chart-specific meaning (their comments stay the chart's own).
+CHART_DERIVED = {"namespaces": "`watchNamespaces` (as --namespace flags)",
+                 "peering": "`replicaCount` > 1 (`peering.name`)"}
+
+
 def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field}".upper()
 
@@ -237,12 +242,12 @@ def _default_text(field: str) -> str:
     else:
         value = info.default
     if value is None:
-        return "unset"
+        return "*unset*"
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return "`true`" if value else "`false`"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value) or "empty"
-    return str(value)
+        return f"`{','.join(str(v) for v in value)}`" if value else "*empty*"
+    return f"`{value}`"
 
 
 def _description(field: str) -> str:
@@ -256,8 +261,9 @@ def settings_table() -> str:
     by_field = {s.field: path for path, s in CHART_SETTINGS.items()}
     rows = ["| Environment variable | Default | Chart value | Description |", "| --- | --- | --- | --- |"]
     for field in OperatorSettings.model_fields:
-        chart = f"`{by_field[field]}`" if field in by_field else "`operator.extraEnv`"
-        rows.append(f"| `{env_name(field)}` | `{_default_text(field)}` | {chart} | "
+        chart = (f"`{by_field[field]}`" if field in by_field
+                 else CHART_DERIVED.get(field, "`operator.extraEnv`"))
+        rows.append(f"| `{env_name(field)}` | {_default_text(field)} | {chart} | "
                     f"{_cell(_description(field))} |")
     return "\n".join(rows) + "\n"
 

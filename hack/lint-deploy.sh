@@ -55,7 +55,9 @@ done
 for dir in deploy deploy/namespaced; do
   overlay="$(mktemp -d -t oto-overlay-XXXXXX)"
   printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [%s]\ncomponents: [%s]\n' \
-    "$REPO_ROOT/$dir" "$REPO_ROOT/deploy/components/rollout-restart" >"$overlay/kustomization.yaml"
+    "$(realpath --relative-to="$overlay" "$REPO_ROOT/$dir")" \
+    "$(realpath --relative-to="$overlay" "$REPO_ROOT/deploy/components/rollout-restart")" \
+    >"$overlay/kustomization.yaml"  # relative paths: kustomize refuses absolute ones
   log "kustomize build $dir + components/rollout-restart"
   "$BIN/kustomize" build "$overlay" >"$OUT/kustomize/$(echo "$dir" | tr / -)-rollout-restart.yaml"
   rm -rf "$overlay"

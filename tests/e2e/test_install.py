@@ -10,6 +10,7 @@ the install does not grant must really be refused to that ServiceAccount.
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 import uuid
@@ -123,9 +124,10 @@ def deployment_manifest(name: str) -> Manifest:
 def kustomize_with_component(bin_dir: Path, tree: Path, component: Path) -> list[Manifest]:
     """``kustomize build`` of an overlay of ``tree`` with ``component``, as deploy/README.md tells users to write."""
     with tempfile.TemporaryDirectory(prefix="oto-overlay-") as overlay:
+        # Relative paths: kustomize refuses absolute ones.
         (Path(overlay) / "kustomization.yaml").write_text(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"resources: [{tree}]\ncomponents: [{component}]\n")
+            f"resources: [{os.path.relpath(tree, overlay)}]\ncomponents: [{os.path.relpath(component, overlay)}]\n")
         return kustomize_build(bin_dir, Path(overlay))
 
 
