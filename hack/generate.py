@@ -10,7 +10,8 @@ source                                                 derived files
                                                        rollout-restart component, aggregated ClusterRoles
 ``operator/oauth_token_operator/settings.py``          the operator-setting comments in ``values.yaml`` and
                                                        the settings table of the chart README
-``charts/.../values.yaml`` (its comments)              the values table of the chart README
+``charts/.../values.yaml`` (its comments)              the values table of the chart README and the leaf
+                                                       descriptions of ``values.schema.json``
 =====================================================  =====================================================
 
 ``--check`` writes nothing: it prints a diff of every stale file and exits 1 (``hack/test.sh`` and
@@ -315,11 +316,11 @@ def values_yaml(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def values_table(values_text: str) -> str:
-    """The README's table of every leaf value: its path, default (from the YAML) and comment."""
+def _leaf_comments(values_text: str) -> dict[str, str]:
+    """Every leaf value's path and the comment above it (an empty map or list is a leaf: users set it)."""
     lines = values_text.splitlines()
     values = yaml.safe_load(values_text)
-    rows = ["| Key | Default | Description |", "| --- | --- | --- |"]
+    comments = {}
     for entry in _values_lines(lines):
         node: Any = values
         for part in entry.path.split("."):
@@ -329,7 +330,33 @@ def values_table(values_text: str) -> str:
         comment = " ".join(line.strip().lstrip("#").strip() for line in lines[entry.comment_start:entry.line])
         if not comment:
             raise SystemExit(f"values.yaml: {entry.path} has no comment on the line(s) above it")
-        rows.append(f"| `{entry.path}` | `{json.dumps(node)}` | {_cell(comment)} |")
+        comments[entry.path] = comment
+    return comments
+
+
+def values_schema(values_text: str, schema_text: str) -> str:
+    """values.schema.json with every leaf's description taken from its values.yaml comment (types, enums and
+    patterns stay hand-written there)."""
+    schema = json.loads(schema_text)
+    for path, comment in _leaf_comments(values_text).items():
+        node = schema
+        for part in path.split("."):
+            node = node.get("properties", {}).get(part)
+            if node is None:
+                raise SystemExit(f"values.schema.json has no {path}: add its type there")
+        node["description"] = comment
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def values_table(values_text: str) -> str:
+    """The README's table of every leaf value: its path, default (from the YAML) and comment."""
+    values = yaml.safe_load(values_text)
+    rows = ["| Key | Default | Description |", "| --- | --- | --- |"]
+    for path, comment in _leaf_comments(values_text).items():
+        node: Any = values
+        for part in path.split("."):
+            node = node[part]
+        rows.append(f"| `{path}` | `{json.dumps(node)}` | {_cell(comment)} |")
     return "\n".join(rows) + "\n"
 
 
@@ -346,7 +373,8 @@ def chart_docs() -> dict[Path, str]:
     readme = (CHART / "README.md").read_text()
     readme = replace_block(readme, "values", values_table(values), "charts/oauth-token-operator/README.md")
     readme = replace_block(readme, "settings", settings_table(), "charts/oauth-token-operator/README.md")
-    return {CHART / "values.yaml": values, CHART / "README.md": readme}
+    schema = values_schema(values, (CHART / "values.schema.json").read_text())
+    return {CHART / "values.yaml": values, CHART / "README.md": readme, CHART / "values.schema.json": schema}
 
 
 # --------------------------------------------------------------------------------------------------------------
