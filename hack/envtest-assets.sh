@@ -21,8 +21,8 @@
 #      etcd from go.etcd.io/etcd/server/v3. The stamp file is written last.
 #
 # Environment:
-#   K8S_VERSION        Kubernetes release to build (default v1.35.4)
-#   ETCD_VERSION       etcd release to build (default v3.6.5, the one Kubernetes 1.35 pins)
+#   K8S_VERSION        Kubernetes release to build (default: hack/versions.env)
+#   ETCD_VERSION       etcd release to build (default: hack/versions.env, the one that Kubernetes release pins)
 #   OTO_ENVTEST_CACHE  cache root (default ~/.cache/oauth-token-operator/envtest)
 #   KUBEBUILDER_ASSETS prebuilt binaries to use instead (e.g. from setup-envtest)
 #
@@ -35,8 +35,8 @@
 # a warm run returns at once.
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:-v1.35.4}"
-ETCD_VERSION="${ETCD_VERSION:-v3.6.5}"
+# shellcheck source=hack/versions.sh
+source "$(dirname "${BASH_SOURCE[0]}")/versions.sh"  # K8S_VERSION, ETCD_VERSION (the environment wins)
 CACHE_ROOT="${OTO_ENVTEST_CACHE:-${HOME:-/tmp}/.cache/oauth-token-operator/envtest}"
 BINARIES=(etcd kube-apiserver kube-controller-manager)  # the control plane
 ALL_BINARIES=("${BINARIES[@]}" kubectl)                  # ... and the client tests drive it with

@@ -7,8 +7,8 @@
 # The LAST line of stdout is the bin directory (add it to PATH); progress goes to stderr.
 # Idempotent: a tool whose pinned version is already built is not rebuilt. Safe to run concurrently (flock).
 #
-#   hack/tools.sh              helm, kustomize, kubeconform, checkov, schemas
-#   hack/tools.sh helm         only the named tools (helm kustomize kubeconform checkov schemas)
+#   hack/tools.sh              helm, kustomize, kubeconform, checkov, promtool, schemas
+#   hack/tools.sh helm         only the named tools (helm kustomize kubeconform checkov promtool schemas)
 #
 # Environment:
 #   OTO_TOOLS_DIR   cache root (default ~/.cache/oauth-token-operator/tools); binaries land in $OTO_TOOLS_DIR/bin
@@ -18,13 +18,10 @@
 # schemas 6 s (needs the envtest kube-apiserver from hack/envtest-assets.sh, itself ~15 min cold). Warm: instant.
 set -euo pipefail
 
-# Pinned versions. Bump here only; every script and test reads the tools from $OTO_TOOLS_DIR/bin.
-HELM_VERSION="v3.22.0"          # helm.sh/helm/v3 (chart apiVersion v2 works with v3 and v4)
-KUSTOMIZE_VERSION="v5.8.2"      # sigs.k8s.io/kustomize/kustomize/v5 (v5.8.3 needs Go >= 1.27)
-KUBECONFORM_VERSION="v0.8.0"    # github.com/yannh/kubeconform
-CHECKOV_VERSION="3.3.30"        # PyPI checkov
-# Kubernetes minor the chart/kustomize output is validated against (the schemas come from this kube-apiserver).
-export K8S_VERSION="${K8S_VERSION:-v1.35.4}"
+# Pinned versions (HELM_VERSION, KUSTOMIZE_VERSION, KUBECONFORM_VERSION, CHECKOV_VERSION, PROMTOOL_VERSION and the
+# K8S_VERSION the chart/kustomize output is validated against) live in hack/versions.env. Bump them there only.
+# shellcheck source=hack/versions.sh
+source "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_DIR="${OTO_TOOLS_DIR:-${HOME:-/tmp}/.cache/oauth-token-operator/tools}"
@@ -36,16 +33,16 @@ die() { log "ERROR: $*"; exit 1; }
 
 go_env() { env GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 GO111MODULE=on "$@"; }
 
-# go_tool NAME MODULE_PKG VERSION [LDFLAGS]: go install into a versioned dir, then link into $BIN_DIR.
+# go_tool NAME MODULE_PKG VERSION [LDFLAGS [TAGS]]: go install into a versioned dir, then link into $BIN_DIR.
 go_tool() {
-  local name="$1" pkg="$2" version="$3" ldflags="${4:-}"
+  local name="$1" pkg="$2" version="$3" ldflags="${4:-}" tags="${5:-}"
   local dest="$TOOLS_DIR/versions/$name-$version"
   if [[ ! -x "$dest/$name" ]]; then
     command -v go >/dev/null 2>&1 || die "$name $version needs a Go toolchain on PATH (https://go.dev/dl/)"
     log "building $name $version with $(go env GOVERSION) (go install $pkg@$version)"
     local start=$SECONDS
     mkdir -p "$dest.tmp"
-    go_env GOBIN="$dest.tmp" go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version" >&2 \
+    go_env GOBIN="$dest.tmp" go install -trimpath -tags "$tags" -ldflags "-s -w $ldflags" "$pkg@$version" >&2 \
       || die "go install $pkg@$version failed (see above)"
     rm -rf "$dest" && mv "$dest.tmp" "$dest"
     log "built $name $version in $((SECONDS - start))s"
@@ -83,6 +80,18 @@ install_kubeconform() {
   go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" "-X main.version=$KUBECONFORM_VERSION"
 }
 
+install_promtool() {
+  # Prometheus's promtool: tests/unit/test_dashboard.py checks every dashboard and alert expression with it.
+  # Its Go module is github.com/prometheus/prometheus at v0.X.Y (Prometheus 3.X.Y is v0.3XX.Y).
+  [[ "$PROMTOOL_VERSION" =~ ^v0\.([0-9]+)([0-9]{2})\.([0-9]+)$ ]] \
+    || die "PROMTOOL_VERSION must be a Go module version like v0.316.0, got '$PROMTOOL_VERSION'"
+  local release="${BASH_REMATCH[1]}.$((10#${BASH_REMATCH[2]})).${BASH_REMATCH[3]}"
+  local ld="-X github.com/prometheus/common/version.Version=$release"
+  # remove_all_sd (Prometheus's own build tag) leaves out the service-discovery plugins (AWS, Azure, GCE, ... SDKs):
+  # `promtool check rules` needs only the PromQL parser, and the build is several times smaller.
+  go_tool promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION" "$ld" remove_all_sd
+}
+
 install_checkov() {
   # A venv of its own: checkov 3.3.30 brings ~100 packages (boto3, numpy, networkx, ...) and pins packaging==23.2,
   # which would downgrade .venv's packaging 26.x (checked with `pip install --dry-run` into .venv).
@@ -110,7 +119,7 @@ install_schemas() {
 main() {
   mkdir -p "$BIN_DIR"
   local tools=("$@")
-  [[ ${#tools[@]} -gt 0 ]] || tools=(helm kustomize kubeconform checkov schemas)
+  [[ ${#tools[@]} -gt 0 ]] || tools=(helm kustomize kubeconform checkov promtool schemas)
   if command -v flock >/dev/null 2>&1; then
     exec 9>"$TOOLS_DIR/.lock"
     flock 9
@@ -118,8 +127,8 @@ main() {
   local t
   for t in "${tools[@]}"; do
     case "$t" in
-      helm|kustomize|kubeconform|checkov|schemas) "install_$t" ;;
-      *) die "unknown tool '$t' (helm kustomize kubeconform checkov schemas)" ;;
+      helm|kustomize|kubeconform|checkov|promtool|schemas) "install_$t" ;;
+      *) die "unknown tool '$t' (helm kustomize kubeconform checkov promtool schemas)" ;;
     esac
   done
   printf '%s\n' "$BIN_DIR"

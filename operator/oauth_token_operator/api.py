@@ -241,7 +241,8 @@ class RefreshPolicy(_Model):
     default_lifetime: str | None = Field(
         None, alias="defaultLifetime", pattern=DURATION_PATTERN,
         description="Lifetime assumed for tokens whose response has no expires_in and that are not JWTs "
-                    "with exp. Default: the operator setting defaultTokenLifetime (1h).")
+                    "with exp. Default: the operator setting OAUTH_TOKEN_OPERATOR_DEFAULT_TOKEN_LIFETIME_SECONDS "
+                    "(3600 s, 1h).")
 
     @model_validator(mode="after")
     def _one_of(self) -> RefreshPolicy:

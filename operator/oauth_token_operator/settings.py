@@ -69,6 +69,11 @@ class OperatorSettings(BaseSettings):
         60, ge=0, le=600, description="How long a pod may take to see an updated Secret volume (kubelet "
                                       "sync period + cache TTL); refreshes land at least this long before "
                                       "expiry when the lifetime allows.")
+    enable_rollout_restarts: bool = Field(
+        False, description="Act on spec.rolloutRestartTargets (restart the named Deployments, StatefulSets and "
+                           "DaemonSets after each new token). Off by default: the install then grants no "
+                           "permission on workloads, and a resource that lists targets says in its status that "
+                           "the feature is off.")
     kube_client_threads: int = Field(
         16, ge=1, le=256, description="Threads for calls through the (synchronous) Kubernetes client.")
     kube_request_timeout_seconds: float = Field(

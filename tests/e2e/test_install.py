@@ -10,7 +10,9 @@ the install does not grant must really be refused to that ServiceAccount.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -105,6 +107,30 @@ INSTALLS = [
 ]
 
 
+#: What `kubectl rollout restart` sends (a pod-template annotation).
+RESTART_PATCH = {"spec": {"template": {"metadata": {"annotations": {
+    "kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}}}}}
+
+
+def deployment_manifest(name: str) -> Manifest:
+    """A Deployment to be patched (no kubelet runs here: its pods never start, which does not matter)."""
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}}}
+
+
+def kustomize_with_component(bin_dir: Path, tree: Path, component: Path) -> list[Manifest]:
+    """``kustomize build`` of an overlay of ``tree`` with ``component``, as deploy/README.md tells users to write."""
+    with tempfile.TemporaryDirectory(prefix="oto-overlay-") as overlay:
+        # Relative paths: kustomize refuses absolute ones.
+        (Path(overlay) / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources: [{os.path.relpath(tree, overlay)}]\ncomponents: [{os.path.relpath(component, overlay)}]\n")
+        return kustomize_build(bin_dir, Path(overlay))
+
+
 def assert_forbidden(call: Callable[[], Any], what: str) -> None:
     with pytest.raises(ApiException) as caught:
         call()
@@ -184,6 +210,23 @@ def test_install_works_with_exactly_its_permissions(
         assert_forbidden(lambda: sa_kube.core.create_namespaced_config_map(watch_ns, {"metadata": {"name": "x"}}),
                          "create ConfigMap")
         assert_forbidden(lambda: sa_kube.core.list_node(), "list Nodes")
+        # Least privilege (issue 14): without rollout restarts switched on, no workload can be patched.
+        kube.apps.create_namespaced_deployment(watch_ns, deployment_manifest("web"))
+        assert_forbidden(lambda: sa_kube.apps.patch_namespaced_deployment("web", watch_ns, RESTART_PATCH),
+                         "patch a Deployment (rollout restarts are off by default)")
+        assert_forbidden(lambda: sa_kube.apps.read_namespaced_deployment("web", watch_ns), "read a Deployment")
+        # ServiceAccounts (issue 12): read one and mint its tokens, nothing else.
+        kube.core.create_namespaced_service_account(watch_ns, {"metadata": {"name": "workload"}})
+        assert sa_kube.core.read_namespaced_service_account("workload", watch_ns).metadata.name == "workload"
+        minted = sa_kube.core.create_namespaced_service_account_token(
+            "workload", watch_ns, {"spec": {"audiences": ["https://idp.example"], "expirationSeconds": 600}})
+        assert minted.status.token
+        assert_forbidden(lambda: sa_kube.core.list_namespaced_service_account(watch_ns), "list ServiceAccounts")
+        assert_forbidden(lambda: sa_kube.core.patch_namespaced_service_account(
+            "workload", watch_ns, {"metadata": {"annotations": {"oauth-token-operator.dev/token-audiences": "x"}}}),
+            "annotate a ServiceAccount (its opt-in is the owner's decision)")
+        assert_forbidden(lambda: sa_kube.core.create_namespaced_service_account(
+            watch_ns, {"metadata": {"name": "sneaky"}}), "create a ServiceAccount")
         kube.apply_secret(other_ns, "unrelated", {"password": "not-for-the-operator"})
         if install.namespaced:
             assert_forbidden(lambda: sa_kube.core.read_namespaced_secret("unrelated", other_ns),
@@ -193,6 +236,10 @@ def test_install_works_with_exactly_its_permissions(
                              "list OAuthClientCredentials cluster-wide")
             assert_forbidden(lambda: sa_kube.core.read_namespaced_config_map("kube-root-ca.crt", other_ns),
                              "read a ConfigMap outside the watched namespace")
+            kube.core.create_namespaced_service_account(other_ns, {"metadata": {"name": "outsider"}})
+            assert_forbidden(lambda: sa_kube.core.create_namespaced_service_account_token(
+                "outsider", other_ns, {"spec": {"audiences": ["https://idp.example"]}}),
+                "mint a token of a ServiceAccount outside the watched namespace")
         else:
             assert sa_kube.core.read_namespaced_secret("unrelated", other_ns).metadata.name == "unrelated"
 
@@ -216,3 +263,120 @@ def test_install_works_with_exactly_its_permissions(
         applier.delete([d for d in applied if d["kind"] in ("ClusterRole", "ClusterRoleBinding")])
         for name in dict.fromkeys([*created, install_ns]):
             kube.delete_namespace(name)
+
+
+ROLLOUT_RESTART_INSTALLS = [
+    Install("helm-cluster-wide-rollout-restart",
+            lambda bin_dir, ns, _watch: helm_template(bin_dir, "oto-rr", ns, "--set", "rolloutRestart.enabled=true"),
+            namespaced=False, renders_namespace=False),
+    Install("kustomize-namespaced-rollout-restart",
+            lambda bin_dir, ns, watch: retarget(
+                kustomize_with_component(bin_dir, REPO_ROOT / "deploy" / "namespaced",
+                                         REPO_ROOT / "deploy" / "components" / "rollout-restart"),
+                {KUSTOMIZE_INSTALL_NS: ns, KUSTOMIZE_WATCH_NS: watch}),
+            namespaced=True, renders_namespace=True),
+]
+
+
+@pytest.mark.parametrize("install", ROLLOUT_RESTART_INSTALLS, ids=[i.id for i in ROLLOUT_RESTART_INSTALLS])
+def test_rollout_restart_variant_may_patch_workloads(
+        install: Install, tools: Path, kube_env: EnvTest, kube: Kube, applier: Applier, tmp_path: Path,
+        suffix: str) -> None:
+    """Switching rollout restarts on (chart value / kustomize component) grants exactly the workload patch, and
+    tells the operator (the env var): the counterpart of the refusal in the default installs above."""
+    install_ns, watch_ns, other_ns = f"rr-{suffix}", f"rr-{suffix}-apps", f"rr-{suffix}-other"
+    docs = install.render(tools, install_ns, watch_ns)
+    applied = sorted((d for d in docs if d["kind"] not in NOT_APPLIED),
+                     key=lambda d: {"Namespace": 0, "CustomResourceDefinition": 1}.get(d["kind"], 2))
+    deployment, container = deployment_container(docs)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OAUTH_TOKEN_OPERATOR_ENABLE_ROLLOUT_RESTARTS"] == "true"
+    sa_name = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    created = [watch_ns, other_ns] + ([] if install.renders_namespace else [install_ns])
+    for name in created:
+        kube.create_namespace(name)
+    sa_kube: Kube | None = None
+    try:
+        applier.apply(applied)
+        sa_kube = Kube(kube_env.kubeconfig_for_token(service_account_token(kube, install_ns, sa_name),
+                                                     tmp_path / "sa.kubeconfig"))
+        for ns in (watch_ns, other_ns):
+            kube.apps.create_namespaced_deployment(ns, deployment_manifest("web"))
+        patched = sa_kube.apps.patch_namespaced_deployment("web", watch_ns, RESTART_PATCH)
+        assert patched.spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"]
+        assert_forbidden(lambda: sa_kube.apps.delete_namespaced_deployment("web", watch_ns), "delete a Deployment")
+        assert_forbidden(lambda: sa_kube.apps.create_namespaced_deployment(watch_ns, deployment_manifest("new")),
+                         "create a Deployment")
+        if install.namespaced:
+            assert_forbidden(lambda: sa_kube.apps.patch_namespaced_deployment("web", other_ns, RESTART_PATCH),
+                             "patch a Deployment outside the watched namespace")
+        else:
+            assert sa_kube.apps.patch_namespaced_deployment("web", other_ns, RESTART_PATCH).metadata.name == "web"
+    finally:
+        if sa_kube is not None:
+            sa_kube.close()
+        applier.delete([d for d in applied if d["kind"] in ("ClusterRole", "ClusterRoleBinding")])
+        for name in dict.fromkeys([*created, install_ns]):
+            kube.delete_namespace(name)
+
+
+@pytest.mark.parametrize("source", ["helm", "kustomize"])
+def test_aggregated_roles_give_view_read_and_edit_write(
+        source: str, tools: Path, kube_env: EnvTest, kube: Kube, applier: Applier, tmp_path: Path,
+        suffix: str) -> None:
+    """Kubernetes' `view` may read OAuthClientCredentials but not create one (creating one is as powerful as
+    reading the namespace's Secrets, which `view` may not); `edit` may create them (issue 14)."""
+    ns = f"agg-{suffix}"
+    docs = (helm_template(tools, f"agg-{suffix}", ns) if source == "helm"
+            else kustomize_build(tools, REPO_ROOT / "deploy" / "rbac" / "aggregated"))
+    roles = [d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith(("-view", "-edit"))]
+    assert len(roles) == 2
+    kube.create_namespace(ns)
+    clients: list[Kube] = []
+    try:
+        applier.apply(roles)
+        for name in ("view", "edit"):
+            wait_for(lambda name=name: aggregates_ours(kube, name), timeout=30,
+                     message=f"the {name} ClusterRole to aggregate ours")
+        for name in ("viewer", "editor"):
+            kube.core.create_namespaced_service_account(ns, {"metadata": {"name": name}})
+            kube.rbac.create_namespaced_role_binding(ns, {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "view" if name == "viewer" else "edit"},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]})
+        viewer, editor = (Kube(kube_env.kubeconfig_for_token(service_account_token(kube, ns, name),
+                                                             tmp_path / f"{name}.kubeconfig"))
+                          for name in ("viewer", "editor"))
+        clients += [viewer, editor]
+        spec = {"tokenURL": "https://idp.example/token", "clientCredentialsSecretRef": {"name": "creds"},
+                "target": {"secretName": "t"}}
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OAuthClientCredential", "metadata": {"name": "occ"},
+                "spec": spec}
+        wait_for(lambda: _allowed(lambda: editor.custom.create_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, body)), timeout=30, message="edit to create an OAuthClientCredential")
+        assert viewer.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+        assert_forbidden(lambda: viewer.custom.create_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, {**body, "metadata": {"name": "occ2"}}),
+            "view creating an OAuthClientCredential")
+        assert_forbidden(lambda: viewer.core.read_namespaced_secret("creds", ns), "view reading a Secret")
+    finally:
+        for client in clients:
+            client.close()
+        applier.delete(roles)
+        kube.delete_namespace(ns)
+
+
+def aggregates_ours(kube: Kube, role: str) -> bool:
+    return any(GROUP in (rule.api_groups or []) for rule in kube.rbac.read_cluster_role(role).rules or [])
+
+
+def _allowed(call: Callable[[], Any]) -> bool:
+    """True once ``call`` is no longer refused with 403 (aggregation and RBAC caches settle asynchronously)."""
+    try:
+        call()
+    except ApiException as exc:
+        if exc.status == 403:
+            return False
+        raise
+    return True

@@ -6,6 +6,7 @@ Without it the tests skip, except under CI ($CI set), where a missing helm is a 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -50,11 +51,17 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(operator)
 
 
+def operator_role(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
+    """The operator's own (Cluster)Role, not the aggregated ones for people."""
+    (role,) = [d for d in by_kind(docs, kind) if d["metadata"]["name"] == f"oto-oauth-token-operator{suffix}"]
+    return role
+
+
 def test_default_is_cluster_wide_standalone_and_restricted(helm: Path) -> None:
     docs = render(helm)
     kinds = sorted(doc["kind"] for doc in docs)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Service",
-                     "ServiceAccount"]
+    assert kinds == ["ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                     "Deployment", "Service", "ServiceAccount"]
     (deployment,) = by_kind(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
@@ -69,8 +76,14 @@ def test_default_is_cluster_wide_standalone_and_restricted(helm: Path) -> None:
     assert pod["securityContext"]["runAsUser"] == 65532 and pod["securityContext"]["runAsNonRoot"]
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert {"name": "tmp", "mountPath": "/tmp"} in op["volumeMounts"]
-    (role,) = by_kind(docs, "ClusterRole")
+    role = operator_role(docs, "ClusterRole")
     assert not any("kopf.dev" in rule["apiGroups"] for rule in role["rules"])
+    # Least privilege by default: no workloads, and on ServiceAccounts only what token minting needs.
+    assert not any("apps" in rule["apiGroups"] for rule in role["rules"])
+    assert "OAUTH_TOKEN_OPERATOR_ENABLE_ROLLOUT_RESTARTS" not in {e["name"] for e in op["env"]}
+    assert {r: rule["verbs"] for rule in role["rules"] for r in rule["resources"] if r.startswith("serviceaccounts")} \
+        == {"serviceaccounts": ["get"], "serviceaccounts/token": ["create"]}
+    assert not by_kind(docs, "NetworkPolicy") and not by_kind(docs, "ConfigMap")
     for doc in docs:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "oauth-token-operator"
@@ -96,7 +109,7 @@ def test_replicas_turn_on_kopf_peering(helm: Path) -> None:
     (peering,) = by_kind(docs, "ClusterKopfPeering")
     assert peering["metadata"]["name"] == "oto-oauth-token-operator"
     assert "post-install" in peering["metadata"]["annotations"]["helm.sh/hook"]
-    (role,) = by_kind(docs, "ClusterRole")
+    role = operator_role(docs, "ClusterRole")
     assert {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"],
             "verbs": ["get", "list", "watch", "patch"]} in role["rules"]
     assert by_kind(docs, "PodDisruptionBudget")
@@ -112,7 +125,7 @@ def test_watch_namespaces_gives_roles_and_flags(helm: Path) -> None:
     for role in roles:
         assert any(rule["resources"] == ["kopfpeerings"] for rule in role["rules"])
     # Only Kopf's read-only watch of CRDs and namespaces stays cluster-wide.
-    (cluster_role,) = by_kind(docs, "ClusterRole")
+    cluster_role = operator_role(docs, "ClusterRole", suffix="-crds")
     assert cluster_role["rules"] == [{"apiGroups": ["apiextensions.k8s.io"],
                                       "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
                                      {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}]
@@ -138,3 +151,67 @@ def test_schema_rejects_unknown_values(helm: Path) -> None:
     )
     assert result.returncode != 0
     assert "additional properties 'replicas' not allowed" in result.stderr
+
+
+def test_rbac_rules_come_from_the_one_definition(helm: Path) -> None:
+    source = yaml.safe_load((CHART / "files" / "rbac.yaml").read_text())
+
+    def rules(group: str) -> list[dict[str, Any]]:
+        return [{k: v for k, v in rule.items() if k != "why"} for rule in source[group]]
+
+    assert operator_role(render(helm), "ClusterRole")["rules"] == rules("namespaced") + rules("cluster")
+    (role,) = by_kind(render(helm, "--set", "watchNamespaces={team-a}"), "Role")
+    assert role["rules"] == rules("namespaced")
+
+
+def test_rollout_restart_is_opt_in_and_grants_workload_patching(helm: Path) -> None:
+    for flags in ((), ("--set", "watchNamespaces={team-a}")):
+        docs = render(helm, "--set", "rolloutRestart.enabled=true", *flags)
+        role = operator_role(docs, "Role" if flags else "ClusterRole")
+        assert {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+                "verbs": ["get", "patch"]} in role["rules"]
+        assert {"name": "OAUTH_TOKEN_OPERATOR_ENABLE_ROLLOUT_RESTARTS", "value": "true"} in container(docs)["env"]
+        if flags:  # namespaced: still nothing on workloads cluster-wide
+            assert not any("apps" in rule["apiGroups"] for d in by_kind(docs, "ClusterRole") for rule in d["rules"])
+
+
+def test_aggregated_cluster_roles_for_people(helm: Path) -> None:
+    roles = {d["metadata"]["name"]: d for d in by_kind(render(helm), "ClusterRole")}
+    view, edit = roles["oto-oauth-token-operator-view"], roles["oto-oauth-token-operator-edit"]
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert view["rules"] == [{"apiGroups": ["oauth-token-operator.dev"], "resources": ["oauthclientcredentials"],
+                              "verbs": ["get", "list", "watch"]}]
+    labels = edit["metadata"]["labels"]
+    assert labels["rbac.authorization.k8s.io/aggregate-to-edit"] == labels[
+        "rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert "rbac.authorization.k8s.io/aggregate-to-view" not in labels, "view must not create (it reads no Secrets)"
+    assert "create" in edit["rules"][0]["verbs"]
+    names = {d["metadata"]["name"] for d in by_kind(render(helm, "--set", "rbac.aggregateClusterRoles=false"),
+                                                    "ClusterRole")}
+    assert names == {"oto-oauth-token-operator"}
+
+
+def test_network_policy_is_opt_in_and_limits_ingress(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, "--set", "networkPolicy.enabled=true",
+                  "--set", "networkPolicy.metrics.namespaceSelector.matchLabels.name=monitoring")
+    (policy,) = by_kind(docs, "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "oto"
+    assert spec["policyTypes"] == ["Ingress"], "egress stays the user's unless networkPolicy.egress is set"
+    metrics, health = spec["ingress"]
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}, "podSelector": {}}]
+    assert health == {"ports": [{"port": "health", "protocol": "TCP"}]}
+    egress = [{"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 443, "protocol": "TCP"}]}]
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"networkPolicy": {"enabled": True, "egress": egress}}))
+    (policy,) = by_kind(render(helm, "-f", str(values)), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"] and policy["spec"]["egress"] == egress
+
+
+def test_dashboard_config_map_for_the_grafana_sidecar(helm: Path) -> None:
+    (cm,) = by_kind(render(helm, "--set", "metrics.dashboard.enabled=true"), "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == NAMESPACE
+    dashboard = json.loads(cm["data"]["oauth-token-operator.json"])
+    assert dashboard == json.loads((CHART / "files" / "dashboards" / "oauth-token-operator.json").read_text())

@@ -32,7 +32,6 @@ import datetime
 import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -57,6 +56,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .versions import pinned
+
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
@@ -72,6 +73,7 @@ CONTROLLERS = (
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",  # kube-root-ca.crt ConfigMaps, as Pods expect
+    "clusterrole-aggregation-controller",  # view/edit/admin pick up aggregated ClusterRoles (the chart ships two)
 )
 
 _EXIT_UNAVAILABLE = 3  # envtest-assets.sh: no assets and no way to build them
@@ -96,14 +98,8 @@ class EnvTestError(RuntimeError):
 
 
 def pinned_k8s_version() -> str:
-    """The Kubernetes version ``hack/envtest-assets.sh`` builds (honours ``$K8S_VERSION``)."""
-    env = os.environ.get("K8S_VERSION")
-    if env:
-        return env
-    match = re.search(r'K8S_VERSION="\$\{K8S_VERSION:-(v[0-9.]+)\}"', ASSETS_SCRIPT.read_text())
-    if match is None:  # pragma: no cover - the script is part of this repo
-        raise EnvTestError(f"cannot find the default K8S_VERSION in {ASSETS_SCRIPT}")
-    return match.group(1)
+    """The Kubernetes version ``hack/envtest-assets.sh`` builds (``hack/versions.env``; honours ``$K8S_VERSION``)."""
+    return pinned("K8S_VERSION")
 
 
 def assets_dir(*, timeout: float = 3600.0, echo: bool = True) -> Path:

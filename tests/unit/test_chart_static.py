@@ -1,7 +1,8 @@
 """Static checks of the Helm chart and the kustomize tree that need no helm binary.
 
 - every value in values.yaml has a comment, a row in the chart README and a place in values.schema.json;
-- the copies of the CRDs (chart files/, deploy/crds/) equal crds/ byte for byte (hack/sync-chart-crds.sh).
+- every generated file (CRD copies, deploy/ RBAC, docs, the README tables) is what hack/generate.sh makes of its
+  source, and the one RBAC definition (files/rbac.yaml) grants the operator no delete and no wildcard.
 Rendering with helm is tested in tests/integration/test_chart_render.py.
 """
 
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,6 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "oauth-token-operator"
-CRD_NAME = "oauth-token-operator.dev_oauthclientcredentials.yaml"
 KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z][\w.-]*):(?:\s|$)")
 
 
@@ -54,7 +57,8 @@ def test_every_key_in_values_yaml_has_a_comment() -> None:
 
 def test_every_value_is_in_the_readme_table(values: dict[str, Any]) -> None:
     readme = (CHART / "README.md").read_text()
-    rows = set(re.findall(r"^\| `([^`]+)` \|", readme, re.MULTILINE))
+    table = readme[readme.index("<!-- BEGIN values"):readme.index("<!-- END values -->")]
+    rows = set(re.findall(r"^\| `([^`]+)` \|", table, re.MULTILINE))
     paths = set(value_paths(values))
     assert paths - rows == set(), "values missing from README.md"
     assert rows - paths == set(), "README.md documents values that do not exist"
@@ -80,7 +84,8 @@ def test_schema_is_strict_and_documented(values: dict[str, Any]) -> None:
     assert schema["additionalProperties"] is False
     # Our own groups (not mirrors of Kubernetes types) refuse unknown keys.
     for group in ("image", "operator", "peering", "crds", "serviceAccount", "metrics", "metrics.service",
-                  "metrics.serviceMonitor", "metrics.prometheusRule"):
+                  "metrics.serviceMonitor", "metrics.prometheusRule", "metrics.dashboard", "rbac", "rolloutRestart",
+                  "networkPolicy", "networkPolicy.metrics"):
         node = schema_node(schema, group)
         assert node is not None and node.get("additionalProperties") is False, group
     for path in value_paths(values):
@@ -95,20 +100,25 @@ def test_chart_metadata() -> None:
     assert chart["kubeVersion"].startswith(">=1.27")
 
 
-@pytest.mark.parametrize(
-    ("copy", "source"),
-    [
-        (CHART / "files" / "crds" / CRD_NAME, REPO_ROOT / "crds" / CRD_NAME),
-        (REPO_ROOT / "deploy" / "crds" / CRD_NAME, REPO_ROOT / "crds" / CRD_NAME),
-        (CHART / "files" / "kopf-peering-crds.yaml",
-         REPO_ROOT / "deploy" / "components" / "peering" / "kopf-peering-crds.yaml"),
-    ],
-    ids=["chart-crd", "deploy-crd", "chart-kopf-peering-crds"],
-)
-def test_crd_copies_equal_their_source(copy: Path, source: Path) -> None:
-    # The chart's template (templates/crds.yaml) reads the copy with .Files.Get and only adds labels and the keep
-    # annotation, so the copy itself carries no templating header: it must equal crds/ byte for byte.
-    assert copy.read_bytes() == source.read_bytes(), f"{copy} is stale: run hack/sync-chart-crds.sh"
+def test_generated_files_are_fresh() -> None:
+    # One check for every derived file (hack/generate.py lists them): the CRD copies in the chart and deploy/,
+    # deploy/'s RBAC, docs/api.md, the settings comments of values.yaml and the README tables.
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "hack" / "generate.py"), "--check"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"{result.stderr}\n{result.stdout[:6000]}"
+
+
+def test_the_freshness_check_can_fail(tmp_path: Path) -> None:
+    # --check must notice a hand edit of a generated file: run it on a copy of the repository's sources.
+    for part in ("hack", "charts", "deploy", "crds", "docs"):
+        shutil.copytree(REPO_ROOT / part, tmp_path / part)
+    role = tmp_path / "deploy" / "namespaced" / "role.yaml"
+    role.write_text(role.read_text().replace("verbs: [get]", "verbs: [get, list]"))
+    result = subprocess.run([sys.executable, str(tmp_path / "hack" / "generate.py"), "--check"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "deploy/namespaced/role.yaml" in result.stderr and "run `hack/generate.sh`" in result.stderr
+    assert "-  verbs: [get, list]" in result.stdout
 
 
 def _rules(path: Path, kind: str) -> list[dict[str, Any]]:
@@ -118,12 +128,29 @@ def _rules(path: Path, kind: str) -> list[dict[str, Any]]:
     raise AssertionError(f"no {kind} in {path}")
 
 
-def test_rbac_never_deletes_and_never_uses_wildcards() -> None:
-    files = [*(REPO_ROOT / "deploy").rglob("*.yaml"), CHART / "templates" / "_helpers.tpl"]
-    for path in files:
-        text = path.read_text()
-        for verbs in re.findall(r"verbs: \[([^\]]*)\]", text):
-            assert "delete" not in verbs and "*" not in verbs, f"{path}: verbs [{verbs}]"
+def test_rbac_definition_never_deletes_and_never_uses_wildcards() -> None:
+    groups = yaml.safe_load((CHART / "files" / "rbac.yaml").read_text())
+    for group, rules in groups.items():
+        for rule in rules:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], f"{group}: {rule}"
+            assert rule["why"].strip(), f"{group}: every rule says why it exists"
+            if group not in ("view", "edit"):  # the operator's own rules
+                assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"]), (
+                    f"{group}: {rule}")
+    # People: view only reads; the operator gets nothing on workloads unless rollout restarts are on.
+    assert {v for rule in groups["view"] for v in rule["verbs"]} == {"get", "list", "watch"}
+    always = groups["namespaced"] + groups["cluster"]
+    assert not [rule for rule in always if "apps" in rule["apiGroups"]]
+    assert [rule["resources"] for rule in groups["rolloutRestart"]] == [["deployments", "statefulsets", "daemonsets"]]
+    service_accounts = {r: rule["verbs"] for rule in always for r in rule["resources"]
+                        if r.startswith("serviceaccounts")}
+    assert service_accounts == {"serviceaccounts": ["get"], "serviceaccounts/token": ["create"]}
+
+
+def test_deploy_rbac_never_uses_wildcards() -> None:
+    for path in (REPO_ROOT / "deploy").rglob("*.yaml"):
+        for verbs in re.findall(r"verbs: \[([^\]]*)\]", path.read_text()):
+            assert "*" not in verbs, f"{path}: verbs [{verbs}]"
 
 
 def test_namespaced_role_is_the_cluster_role_minus_cluster_scoped_rules() -> None:

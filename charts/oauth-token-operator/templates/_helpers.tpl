@@ -66,49 +66,32 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-RBAC rules the operator needs inside every namespace it watches (Role in namespaced mode, part of the ClusterRole
-in cluster-wide mode). Keep in sync with deploy/rbac/cluster/clusterrole.yaml and deploy/namespaced/role.yaml.
+RBAC rules of one group of files/rbac.yaml (the one definition of every rule, each with the reason it exists;
+hack/generate.sh writes deploy/'s RBAC from the same file). Args: (list $ "groupName"). Prints a YAML list.
 */}}
-{{- define "oauth-token-operator.namespacedRules" -}}
-# The custom resources: Kopf patches finalizers and its annotations, and the status subresource.
-- apiGroups: [oauth-token-operator.dev]
-  resources: [oauthclientcredentials]
-  verbs: [get, list, watch, patch]
-- apiGroups: [oauth-token-operator.dev]
-  resources: [oauthclientcredentials/status]
-  verbs: [get, patch, update]
-# Target Secrets are written; referenced Secrets are watched. No delete: ownerReference garbage collection.
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get, list, watch, create, update, patch]
-# CA bundles.
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, list, watch]
-- apiGroups: [""]
-  resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
-# Rollout restart of spec.rolloutRestartTargets.
-- apiGroups: [apps]
-  resources: [deployments, statefulsets, daemonsets]
-  verbs: [get, patch]
+{{- define "oauth-token-operator.rules" -}}
+{{- $root := index . 0 }}
+{{- $group := index . 1 }}
+{{- $all := $root.Files.Get "files/rbac.yaml" | fromYaml }}
+{{- if hasKey $all "Error" }}
+{{- fail (printf "cannot parse files/rbac.yaml: %s" $all.Error) }}
+{{- end }}
+{{- if not (hasKey $all $group) }}
+{{- fail (printf "files/rbac.yaml has no group %s" $group) }}
+{{- end }}
+{{- $rules := list }}
+{{- range (index $all $group) }}
+{{- $rules = append $rules (omit . "why") }}
+{{- end }}
+{{- toYaml $rules }}
 {{- end }}
 
-{{/*
-Kopf observes CRDs and namespaces (both cluster-scoped, read-only), in both modes. In namespaced mode it lists
-namespaces to resolve --namespace (which may be a glob); without that permission it retries for about a minute at
-every start, logging 403s, before it assumes the named namespaces exist (tests/e2e/test_install.py).
-*/}}
-{{- define "oauth-token-operator.observationRules" -}}
-- apiGroups: [apiextensions.k8s.io]
-  resources: [customresourcedefinitions]
-  verbs: [list, watch]
-- apiGroups: [""]
-  resources: [namespaces]
-  verbs: [list, watch]
+{{/* The operator's rules inside each watched namespace: the namespaced group, plus rollout restarts when on. */}}
+{{- define "oauth-token-operator.namespacedRules" -}}
+{{ include "oauth-token-operator.rules" (list . "namespaced") }}
+{{- if .Values.rolloutRestart.enabled }}
+{{ include "oauth-token-operator.rules" (list . "rolloutRestart") }}
+{{- end }}
 {{- end }}
 
 {{/* Adds chart labels (and the keep policy) to a CRD read from files/, prints it as YAML. Args: (list $ $crd). */}}
