@@ -395,6 +395,11 @@ REASON_DOCS: dict[str, tuple[str, str]] = {
     "TargetSecretConflict": ("False", "the target Secret exists and is not ours"),
     "AssertionNotPermitted": ("False", "the ServiceAccount does not allow tokens for that audience (annotation "
                                        "`oauth-token-operator.dev/token-audiences` missing or without it)"),
+    "SecretNotPermitted": ("False", "`OAUTH_TOKEN_OPERATOR_REQUIRE_SECRET_LABEL` is on and a referenced Secret "
+                                    "lacks the label `oauth-token-operator.dev/allow-read=true`"),
+    "KubernetesAPIError": ("False", "the Kubernetes API server refused one of the operator's own requests (403 "
+                                    "from RBAC, an admission webhook); outages are retried within seconds and "
+                                    "reported only in the log"),
 }
 
 #: Annotations of the API (every ``*_ANNOTATION`` constant of api.py must be described here).

@@ -80,10 +80,6 @@ class OperatorSettings(BaseSettings):
         15.0, gt=0, le=300,
         description="Read timeout of one Kubernetes API call: a half-open connection cannot hold a client "
                     "thread longer than this.")
-    enable_rollout_restarts: bool = Field(
-        False, description="Let resources restart the workloads in their rolloutRestartTargets after each new "
-                           "token. Off by default: the install then grants no permission on workloads, and "
-                           "such a resource says in its status that the feature is off.")
     require_secret_label: bool = Field(
         False, description="Read a referenced Secret only if it carries the label "
                            "oauth-token-operator.dev/allow-read=true. Without it, whoever may create an "
