@@ -62,6 +62,9 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
         overrides["allow_insecure_http"] = True
     if getattr(args, "allow_insecure_skip_verify", False):
         overrides["allow_insecure_skip_verify"] = True
+    for flag in ("enable_rollout_restarts", "require_secret_label"):
+        if getattr(args, flag, False):
+            overrides[flag] = True
     if getattr(args, "denied_endpoint_networks", None) is not None:
         overrides["denied_endpoint_networks"] = args.denied_endpoint_networks
     if getattr(args, "namespace", None):
@@ -87,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--peering", metavar="NAME", help="Kopf peering name, for several replicas (HA)")
     run.add_argument("--peering-priority", type=int, metavar="N",
                      help="peering priority of this replica (highest live one works); default: random per start")
+    run.add_argument("--enable-rollout-restarts", action="store_true", default=None,
+                     help="act on spec.rolloutRestartTargets (the install must grant patch on workloads)")
+    run.add_argument("--require-secret-label", action="store_true", default=None,
+                     help="read only Secrets labelled oauth-token-operator.dev/allow-read=true (SECURITY.md)")
     run.add_argument("--log-format", choices=["text", "json"])
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -99,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--show-token", action="store_true", help="also print the access token itself")
     token.add_argument("--allow-insecure-http", action="store_true", default=None,
                        help="allow a plain http:// token URL")
+    token.add_argument("--require-secret-label", action="store_true", default=None,
+                       help="refuse Secrets without the label oauth-token-operator.dev/allow-read=true, as the "
+                            "operator does with OAUTH_TOKEN_OPERATOR_REQUIRE_SECRET_LABEL")
     _add_endpoint_flags(token)
 
     commands.add_parser("crd", help="print the CustomResourceDefinition (generated from the API models)")

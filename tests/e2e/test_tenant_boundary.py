@@ -69,3 +69,31 @@ def test_an_internal_page_never_reaches_status_events_or_logs(
         shown.append(operator.logs())
     for where in shown:
         assert INTERNAL not in where and "db_password" not in where, where
+
+
+def test_with_the_secret_label_required_an_unlabelled_secret_is_never_sent_anywhere(
+        kube: Kube, kube_env: EnvTest, auth_server: AuthServer, namespace: str, client_id: str,
+        tmp_path: Path) -> None:
+    # A tenant who may create resources but not read Secrets points one at a Secret nobody opted in.
+    auth_server.add_client(client_id, secret="CANARY-not-opted-in")
+    kube.apply_secret(namespace, "creds", {"client_id": client_id, "client_secret": "CANARY-not-opted-in"})
+    operator = OperatorProcess(kube_env.kubeconfig, tmp_path, args=["--namespace", namespace],
+                               env={"OAUTH_TOKEN_OPERATOR_REQUIRE_SECRET_LABEL": "true"}).start()
+    try:
+        kube.create_occ(namespace, "r", spec(auth_server.token_url))
+        ready = wait_for(lambda: kube.ready(namespace, "r").get("reason") == "SecretNotPermitted"
+                         and kube.ready(namespace, "r"), message="SecretNotPermitted")
+        assert ready["status"] == "False"
+        assert "oauth-token-operator.dev/allow-read=true" in ready["message"]
+        wait_for(lambda: any(e.reason == "SecretNotPermitted" and e.type == "Warning"
+                             for e in kube.events(namespace, "r")), message="a Warning Event")
+        assert auth_server.token_request_count(client_id) == 0, "nothing was sent"
+        assert kube.secret_data(namespace, "tok") is None
+        # Whoever may write the Secret opts it in: the operator (watching labelled Secrets only) sees it at once.
+        kube.apply_secret(namespace, "creds", {"client_id": client_id, "client_secret": "CANARY-not-opted-in"},
+                          labels={"oauth-token-operator.dev/allow-read": "true"})
+        wait_for(lambda: kube.ready(namespace, "r").get("status") == "True", timeout=20, message="Ready once labelled")
+        assert auth_server.accepts((kube.secret_data(namespace, "tok") or {}).get("access_token", ""))
+        assert "CANARY" not in operator.logs()
+    finally:
+        operator.stop()
