@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 start=$SECONDS
 echo "== ruff" >&2
 .venv/bin/ruff check operator tests bench hack
+echo "== import layers (.importlinter)" >&2
+PYTHONPATH=operator:. .venv/bin/lint-imports
 echo "== mypy --strict" >&2
 .venv/bin/mypy
 .venv/bin/mypy --strict --explicit-package-bases tests/support hack/demo.py hack/generate.py
