@@ -25,8 +25,8 @@ fi
 # packages when missing, base image made locally) and hands its ID to tests/e2e/test_image.py, which runs it.
 # Built here, before pytest, so a broken Dockerfile fails fast. Exit code 3 = cannot build on this machine (not
 # root): a failure under CI, elsewhere the e2e test skips and says why. Only for the whole suite; a test run
-# with arguments builds it on demand. Measured on 2 shared cores: cold (apt 20 s + debootstrap 3.5 min + build
-# 1.5 min) ~5.5 min, warm ~10 s.
+# with arguments builds it on demand. Measured on 2 busy shared cores: cold (apt 20 s + debootstrap 3.3 min +
+# build 1.7 min) 5.5 min, warm 11 s; tests/e2e/test_image.py then adds ~25 s.
 if [[ $# -eq 0 ]]; then
   echo "== image (hack/image.sh)" >&2
   if image_id=$(hack/image.sh | tail -n 1); then
