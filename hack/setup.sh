@@ -20,7 +20,7 @@ fi
 # Exactly the locked, hash-checked versions (requirements/*.txt; hack/lock.sh updates them), then the project
 # itself without resolving anything. Reinstall only when pyproject.toml or a lock changed (a stamp of their hashes).
 stamp=.venv/.oauth-token-operator-installed
-want=$(cat pyproject.toml requirements/build.txt requirements/test.txt | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml requirements/*.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "setup: installing the locked dependencies and the operator into .venv" >&2
   .venv/bin/python -m pip install --quiet --require-hashes -r requirements/build.txt
