@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 # The oauth-token-operator image: `docker build -t oauth-token-operator:0.1.0 .` from the repository root.
 #
-# Two stages: the builder installs the project and its dependencies from the project's own metadata
-# (`pip install .` reads pyproject.toml) into a venv at /opt/venv; the final stage copies only that venv onto the
-# same base image (same interpreter path, so the venv keeps working), drops pip, and runs as a numeric non-root
-# user. The image needs no writable path but /tmp (mount an emptyDir there with readOnlyRootFilesystem: true).
+# Two stages: the builder installs the locked, hash-checked dependencies (requirements/*.txt, made by
+# hack/lock.sh from pyproject.toml) and then the project itself without resolving anything, into a venv at
+# /opt/venv; the final stage copies only that venv onto the same base image (same interpreter path, so the venv
+# keeps working), holds no pip, and runs as a numeric non-root user. The image needs no writable path but /tmp
+# (mount an emptyDir there with readOnlyRootFilesystem: true). hack/image.sh builds it in the test suite.
 #
 # Base image: python:3.11.14-slim-bookworm, pinned by tag in BOTH stages (the venv is only valid on the same
 # interpreter). Its digest could NOT be verified when this file was written (no container registry reachable from
@@ -19,17 +20,36 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Only what `pip install .` needs (see .dockerignore): metadata first, then the sources.
+# Only what the install needs (see .dockerignore). The locks first: their layer stays cached while only the
+# sources change. --require-hashes: every file pip installs must match a hash in the lock.
+COPY requirements/build.txt requirements/runtime.txt ./requirements/
+RUN /opt/venv/bin/python -m pip install --require-hashes -r requirements/build.txt \
+ && /opt/venv/bin/python -m pip install --require-hashes -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY operator/ ./operator/
-# A regular (non-editable) install of the project and its runtime dependencies from pyproject.toml; pip compiles
-# the .pyc files here, because the read-only root filesystem will not let Python write them at run time.
-# pip/setuptools/wheel are not needed to run the operator: remove them from the venv the final image ships.
-RUN /opt/venv/bin/pip install . \
- && /opt/venv/bin/oauth-token-operator --help >/dev/null \
- && /opt/venv/bin/python -m pip uninstall --yes pip setuptools wheel
+# A regular (non-editable) install of the project alone (--no-deps: the lock already provided every dependency,
+# and `pip check` proves it satisfied the package's own ranges), built with the locked setuptools
+# (--no-build-isolation: nothing unpinned is fetched). pip compiles the .pyc files here, because the read-only
+# root filesystem will not let Python write them at run time (measured: 1.4 s to import the operator with them,
+# 3.3 s without). pip/setuptools/wheel are not needed to run the operator: remove them from the venv the final
+# image ships. The kubernetes client also ships an asyncio copy of itself (kubernetes/aio, 68 MB with its .pyc,
+# a fifth of the image) that the operator never imports: drop it, then import every operator module to prove
+# nothing needed it.
+RUN /opt/venv/bin/python -m pip install --no-deps --no-build-isolation . \
+ && /opt/venv/bin/python -m pip check \
+ && /opt/venv/bin/python -m pip uninstall --yes pip setuptools wheel \
+ && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio \
+ && /opt/venv/bin/python -c "import importlib, pkgutil, oauth_token_operator as p; \
+[importlib.import_module(m.name) for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') \
+ if not m.name.endswith('.__main__')]" \
+ && /opt/venv/bin/oauth-token-operator --help >/dev/null
 
 FROM python:3.11.14-slim-bookworm
+# No package installer in the image: the base's own pip (python:*-slim ships one in site-packages) and the wheels
+# ensurepip or Debian's python3-venv keep for new venvs go too. Before ENV PATH, so this is the base's python3.
+RUN if python3 -c 'import pip' 2>/dev/null; then python3 -m pip uninstall --yes pip setuptools wheel; fi \
+ && rm -rf /usr/local/bin/pip /usr/local/bin/pip3* /usr/share/python-wheels \
+      "$(python3 -c 'import ensurepip, os; print(os.path.dirname(ensurepip.__file__))')/_bundled"
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything the demo and the tests need, from the project's own files, idempotently:
-#   .venv with the operator and its test extras (PyPI), and the envtest binaries (kube-apiserver, etcd,
+#   .venv with the operator and its locked test dependencies (requirements/test.txt, from PyPI), and the envtest binaries (kube-apiserver, etcd,
 #   kube-controller-manager) from KUBEBUILDER_ASSETS or built once from the Go module proxy into a cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,13 +17,15 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $python" >&2
   "$python" -m venv .venv
 fi
-# Reinstall only when the project's metadata changed (a stamp keyed by pyproject.toml's hash).
+# Exactly the locked, hash-checked versions (requirements/*.txt; hack/lock.sh updates them), then the project
+# itself without resolving anything. Reinstall only when pyproject.toml or a lock changed (a stamp of their hashes).
 stamp=.venv/.oauth-token-operator-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml requirements/*.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  echo "setup: installing the operator and test dependencies into .venv" >&2
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[test]'
+  echo "setup: installing the locked dependencies and the operator into .venv" >&2
+  .venv/bin/python -m pip install --quiet --require-hashes -r requirements/build.txt
+  .venv/bin/python -m pip install --quiet --require-hashes -r requirements/test.txt
+  .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi
 
