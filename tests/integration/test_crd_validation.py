@@ -80,7 +80,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("mtls-without-tls", minimal(authMethod="tls_client_auth"), "tls_client_auth needs tls.clientCertificateSecretRef"),
     ("mtls-without-cert", minimal(authMethod="tls_client_auth", tls={"caBundleRef": {"name": "idp-ca"}}),
      "tls_client_auth needs tls.clientCertificateSecretRef"),
-    ("unknown-auth-method", minimal(authMethod="client_secret_jwt"), "spec.authMethod"),
+    ("unknown-auth-method", minimal(authMethod="client_secret_hmac"), "spec.authMethod"),
     ("bad-secret-name", minimal(target={"secretName": "Torch_Token"}), "spec.target.secretName"),
     ("no-target", minimal(target=None), "spec.target"),
     ("no-credentials", minimal(clientCredentialsSecretRef=None), "spec.clientCredentialsSecretRef"),

@@ -37,7 +37,7 @@ def test_minimal_spec_gets_documented_defaults() -> None:
         ({"tokenURL": "idp.example.com/token"}, "String should match pattern"),
         ({"authMethod": "private_key_jwt"}, "needs privateKeySecretRef"),
         ({"authMethod": "tls_client_auth"}, "needs tls.clientCertificateSecretRef"),
-        ({"authMethod": "client_secret_jwt"}, "Input should be"),
+        ({"authMethod": "client_secret_hmac"}, "Input should be"),
         ({"scope": "read"}, "Extra inputs are not permitted"),
         ({"extraParams": {"client_secret": "x"}}, "may not set client_secret"),
         ({"target": {"secretName": "Bad_Name"}}, "String should match pattern"),
