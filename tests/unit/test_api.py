@@ -44,6 +44,18 @@ def test_minimal_spec_gets_documented_defaults() -> None:
         ({"target": {"secretName": "t", "template": {"data": {"a": "${token}"}}}}, "unknown placeholder"),
         ({"refreshPolicy": {"renewBefore": "10m", "renewBeforePercentage": 20}}, "at most one"),
         ({"refreshPolicy": {"renewBefore": "ten minutes"}}, "String should match pattern"),
+        ({"clientCredentialsSecretRef": None}, "set clientID or clientCredentialsSecretRef"),
+        ({"clientCredentialsSecretRef": None, "clientID": "app"}, "this authMethod needs clientCredentialsSecretRef"),
+        ({"clientID": "app", "clientCredentialsSecretRef": {"name": "c", "clientIDKey": "id"}}, "in one place"),
+        ({"signingAlgorithm": "HS256"}, "only for authMethod client_secret_jwt"),
+        ({"authMethod": "client_secret_jwt", "signingAlgorithm": "ES256"}, "signs with signingAlgorithm HS256"),
+        ({"authMethod": "kubernetes_service_account"}, "needs serviceAccountAssertion"),
+        ({"serviceAccountAssertion": {"serviceAccountName": "sa"}}, "only for that authMethod"),
+        ({"authMethod": "kubernetes_service_account", "assertionAudience": "x",
+          "serviceAccountAssertion": {"serviceAccountName": "sa"}}, "serviceAccountAssertion.audience"),
+        ({"authMethod": "kubernetes_service_account",
+          "serviceAccountAssertion": {"serviceAccountName": "sa", "expirationSeconds": 599}}, "greater than or equal"),
+        ({"credentialsExpiryWarning": "a week"}, "String should match pattern"),
     ],
 )
 def test_specs_a_user_could_get_wrong_are_refused(overrides: dict[str, Any], message: str) -> None:
