@@ -22,6 +22,7 @@ import dataclasses
 import json
 from typing import Any, Protocol
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import SecretStr
 
@@ -74,6 +75,8 @@ async def mint_service_account_token(kube: ServiceAccountAPI, namespace: str, na
         account = await kube.get_service_account(namespace, name)
     except ApiException as exc:
         raise _api_error(exc, what) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise EndpointUnavailable(f"the Kubernetes API could not be reached to {what} ({type(exc).__name__})") from None
     if account is None:
         raise CredentialsNotFound(
             f"ServiceAccount {namespace}/{name} not found (serviceAccountAssertion.serviceAccountName)")
@@ -85,6 +88,8 @@ async def mint_service_account_token(kube: ServiceAccountAPI, namespace: str, na
         answer = await kube.create_service_account_token(namespace, name, audience, expiration_seconds)
     except ApiException as exc:
         raise _api_error(exc, what) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise EndpointUnavailable(f"the Kubernetes API could not be reached to {what} ({type(exc).__name__})") from None
     token = (answer.get("status") or {}).get("token")
     if not isinstance(token, str) or not token:
         raise EndpointUnavailable(f"the Kubernetes API answered the TokenRequest for ServiceAccount "
