@@ -12,12 +12,12 @@
 # `hack/lock.sh --upgrade-package kopf` just one. Then run hack/test.sh and commit pyproject.toml and requirements/.
 #
 # The locks are universal (one file for every platform and Python >= 3.11, with markers where they differ) and
-# carry the hashes of every file of each pinned release. The locking tool is uv, itself pinned here and installed
+# carry the hashes of every file of each pinned release. The locking tool is uv, pinned in hack/versions.env and installed
 # once into ~/.cache/oauth-token-operator/lock-tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-UV_VERSION=0.13.9
+source hack/versions.sh  # UV_VERSION (hack/versions.env)
 python=${PYTHON:-python3}
 tools="${HOME:-/tmp}/.cache/oauth-token-operator/lock-tools"
 mkdir -p "$tools"

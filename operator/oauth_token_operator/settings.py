@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .api import DURATION_PATTERN
+
 __all__ = ["OperatorSettings"]
 
 
@@ -96,3 +98,8 @@ class OperatorSettings(BaseSettings):
 
             parse_networks(value)  # a ValueError names the bad entry
         return value
+    credentials_expiry_warning: str = Field(
+        "168h", pattern=DURATION_PATTERN,
+        description="How long before a client secret expires (the credentials Secret's client_secret_expires_at) "
+                    "the CredentialsExpiring condition turns True and a Warning Event is posted (Go duration); "
+                    "a resource's spec.credentialsExpiryWarning overrides it.")

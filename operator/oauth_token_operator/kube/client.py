@@ -36,10 +36,10 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from .. import api
-from ..errors import KubernetesRequestRefused, KubernetesUnavailable
+from ..errors import InvalidSpec, KubernetesRequestRefused, KubernetesUnavailable
 from .watch import Event, MetadataWatch, WatchTarget
 
-__all__ = ["ApiGate", "Conflict", "Invalid", "KubeClient", "NotFound"]
+__all__ = ["ApiGate", "Conflict", "Invalid", "KubeClient", "NotFound", "kubeconfig_client"]
 
 JSON = dict[str, Any]
 #: Connect and read timeouts of every call (seconds): an API server that accepted the connection but never
@@ -146,6 +146,18 @@ def load_kube_config() -> kubernetes.client.ApiClient:
         # urllib3 warns on every request; once is enough (and goes through logging, so JSON logs stay JSON).
         warnings.filterwarnings("once", category=urllib3.exceptions.InsecureRequestWarning)
     return kubernetes.client.ApiClient(configuration)
+
+
+def kubeconfig_client() -> KubeClient:
+    """A one-thread client from ``$KUBECONFIG`` for the ``token`` command (minting a ServiceAccount token);
+    an unusable kubeconfig is the user's input error."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # ConfigException, a missing or unreadable file, bad YAML: all "fix KUBECONFIG"
+        raise InvalidSpec(f"cannot use KUBECONFIG to mint the ServiceAccount token ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+    return KubeClient(kubernetes.client.ApiClient(configuration), threads=1)
 
 
 def _read_body(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
@@ -270,3 +282,22 @@ class KubeClient:
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         await asyncio.get_running_loop().run_in_executor(None, self._api_client.close)
+
+    # --- ServiceAccount tokens (authMethod kubernetes_service_account; see kube/serviceaccounts.py) ---
+
+    async def get_service_account(self, namespace: str, name: str) -> JSON | None:
+        try:
+            resp = await self._call("get", "serviceaccounts", self._core.read_namespaced_service_account, name,
+                                    namespace, _preload_content=False)
+        except NotFound:
+            return None
+        return self._json(resp)
+
+    async def create_service_account_token(self, namespace: str, name: str, audience: str,
+                                           expiration_seconds: int) -> JSON:
+        """A TokenRequest (``serviceaccounts/token``): the answer's ``status.token`` is the minted token."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": [audience], "expirationSeconds": expiration_seconds}}
+        resp = await self._call("create", "serviceaccounts/token", self._core.create_namespaced_service_account_token,
+                                name, namespace, body, _preload_content=False)
+        return self._json(resp)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .classify import classify_error_response, redact
 from .client import TokenClient, TokenResult
+from .clientauth import ClientAuth, strategy_for
 from .model import ClientConfig, TLSMaterial, Token
 from .request import BasicEncoding, PreparedRequest, build_token_request
 from .response import parse_token_response
@@ -15,6 +16,7 @@ from .transport_errors import classify_transport_error
 
 __all__ = [
     "BasicEncoding",
+    "ClientAuth",
     "ClientConfig",
     "PreparedRequest",
     "TLSMaterial",
@@ -26,4 +28,5 @@ __all__ = [
     "classify_transport_error",
     "parse_token_response",
     "redact",
+    "strategy_for",
 ]

@@ -8,8 +8,8 @@ import pytest
 
 import oauth_token_operator.tokens as tokens
 
-MODULES = ["classify", "client", "clientauth", "discovery", "egress", "model", "networks", "request", "response", "tls",
-           "transport_errors"]
+MODULES = ["assertion", "classify", "client", "clientauth", "discovery", "egress", "model", "networks", "request",
+           "response", "tls", "transport_errors"]
 
 
 @pytest.mark.parametrize("name", MODULES)
