@@ -13,13 +13,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from . import schedule
+from .credentials_expiry import ExpiryCondition
 from .errors import InputError, OperatorError
 from .kube.status import whole_seconds
 from .kube.target import rfc3339
 from .reasons import EventReason, Reason
 from .tokens.model import Token
 
-__all__ = ["Notice", "Outcome", "failure", "issued", "unparseable"]
+__all__ = ["CredentialsNote", "Notice", "Outcome", "credentials_only", "failure", "issued", "unparseable"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,18 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class CredentialsNote:
+    """What the credentials Secret says about its own expiry (``status.credentialsExpireAt`` and the
+    ``CredentialsExpiring`` condition; ``condition`` None removes it)."""
+
+    expires_at: datetime | None
+    condition: ExpiryCondition | None
+
+
+@dataclass(frozen=True)
 class Outcome:
-    ready: bool
+    ready: bool | None
+    """None: the Ready condition is left as it is (an outcome about the credentials' expiry only)."""
     reason: Reason
     message: str
     status: dict[str, Any] = field(default_factory=dict)
@@ -44,6 +55,8 @@ class Outcome:
     """Posted every time (e.g. an insecure transport is flagged on every use)."""
     failures: int = 0
     expires_at: datetime | None = None
+    credentials: CredentialsNote | None = None
+    """None: unknown this time (nothing is changed)."""
 
 
 def issued(*, token: Token, endpoint: str, secret_name: str, inputs: str, next_refresh: datetime, now: datetime,
@@ -104,6 +117,11 @@ def failure(*, error: OperatorError, now: datetime, retry_at: datetime, expires_
     return Outcome(ready=False, reason=error.reason, message=message, status=status,
                    on_transition=Notice("Warning", error.reason, message), failures=failures,
                    expires_at=expires_at)
+
+
+def credentials_only(note: CredentialsNote) -> Outcome:
+    """The credentials' expiry moved into (or out of) its warning window while nothing else happened."""
+    return Outcome(ready=None, reason=Reason.TOKEN_ISSUED, message="", credentials=note)
 
 
 def unparseable(error: OperatorError) -> Outcome:

@@ -18,6 +18,7 @@ client's gate sees the server answer again): they never escape to Kopf, whose da
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,6 +31,12 @@ from pydantic import ValidationError
 
 from . import outcomes, schedule
 from .api import OAuthClientCredential, OAuthClientCredentialStatus, ObjectMeta
+from .credentials_expiry import (
+    credentials_expiry_condition,
+    expiry_warning,
+    next_expiry_transition,
+    note_expired_credentials,
+)
 from .decide import Action, Decision, Facts, Trigger, decide
 from .endpoint_health import EndpointHealth
 from .errors import (
@@ -43,9 +50,10 @@ from .errors import (
     TokenError,
 )
 from .kube.client import Conflict, Invalid, KubeClient, NotFound
+from .kube.serviceaccounts import with_service_account_assertion
 from .kube.target import TargetState, read_target_state, render_target_secret
 from .metrics import Metrics
-from .outcomes import Notice
+from .outcomes import CredentialsNote, Notice, Outcome
 from .reasons import EventReason, Reason
 from .report import Reporter
 from .resolve import Resolved, inputs_hash, referenced_objects, resolve_client_config
@@ -124,7 +132,9 @@ class Refresher:
         except KubernetesError as exc:
             return await self._kube_failed(resource, state, exc)
         state.kube_answered()
-        return due
+        # The CredentialsExpiring condition changes with time alone: wake up for that too.
+        transition = self._next_expiry_transition(resource, state, now)
+        return min(due, transition) if transition is not None else due
 
     # -- facts -----------------------------------------------------------------------------------------------
 
@@ -149,6 +159,7 @@ class Refresher:
                   decision.trigger)
         if decision.action is Action.WAIT:
             assert decision.at is not None
+            await self._credentials_changed(resource, state, now)
             return decision.at
         if decision.action is Action.CONFLICT:
             meta = resource.metadata
@@ -242,9 +253,14 @@ class Refresher:
         circuit_was_open = self.health.retry_at(endpoint) is not None
         started = time.monotonic()
         try:
-            result = await self.tokens.fetch_token(resolved.config,
-                                                   default_lifetime=self._default_lifetime(resource))
+            # kubernetes_service_account: a fresh ServiceAccount token per request, never cached or stored.
+            config = await with_service_account_assertion(self.kube, resource, resolved.config, endpoint)
+            result = await self.tokens.fetch_token(config, default_lifetime=self._default_lifetime(resource))
+        except KubernetesError:
+            self.health.release(endpoint)  # minting failed: nothing was sent to the endpoint
+            raise
         except OperatorError as exc:
+            exc = note_expired_credentials(exc, resolved.credentials_expire_at, now=self.now())
             self.health.record_failure(endpoint, exc, self.now())
             if isinstance(exc, TokenError):
                 self.metrics.observe_request(reason=exc.reason, url=endpoint, seconds=time.monotonic() - started)
@@ -296,7 +312,7 @@ class Refresher:
                                   inputs=inputs, next_refresh=next_refresh, now=now, warnings=warnings,
                                   previous_reason=state.last_reason, notes=tuple(notes),
                                   notices=(*notices, *restart_notices))
-        await self.reporter.report(meta, state, outcome)
+        await self._report(resource, state, outcome)
         log.info("%s/%s: token %s, expires %s, next refresh %s", meta.namespace, meta.name,
                  "issued" if new_token else "written back", outcome.status["expires_at"].isoformat(),
                  outcome.status["next_refresh_time"].isoformat())
@@ -339,6 +355,38 @@ class Refresher:
                                      f"could not restart {target.kind} {target.name}: {detail}"))
         return failed
 
+    # -- reporting -------------------------------------------------------------------------------------------
+
+    def _credentials_note(self, resource: OAuthClientCredential, state: WorkerState,
+                          now: datetime) -> CredentialsNote:
+        """What the credentials Secret says about its expiry (from the last read, else from status)."""
+        resolved = state.resolved
+        expires = resolved.credentials_expire_at if resolved is not None else state.status.credentials_expire_at
+        where = (resolved.config.credentials_source if resolved is not None else None) or "the credentials Secret"
+        warning = expiry_warning(resource.spec.credentials_expiry_warning, self.settings.credentials_expiry_warning)
+        return CredentialsNote(expires, credentials_expiry_condition(expires, now=now, warning=warning, where=where))
+
+    async def _report(self, resource: OAuthClientCredential, state: WorkerState, outcome: Outcome) -> None:
+        """Every outcome goes to the funnel with what the credentials Secret says about its expiry."""
+        note = self._credentials_note(resource, state, self.now())
+        await self.reporter.report(resource.metadata, state, dataclasses.replace(outcome, credentials=note))
+
+    async def _credentials_changed(self, resource: OAuthClientCredential, state: WorkerState,
+                                   now: datetime) -> None:
+        """Report the expiry alone when it entered its warning window or passed while nothing else happened."""
+        note = self._credentials_note(resource, state, now)
+        stored = next((c for c in state.status.conditions if c.type == "CredentialsExpiring"), None)
+        unchanged = (note.expires_at == state.status.credentials_expire_at
+                     and (stored.reason if stored else None) == (note.condition.reason if note.condition else None))
+        if not unchanged:
+            await self.reporter.report(resource.metadata, state, outcomes.credentials_only(note))
+
+    def _next_expiry_transition(self, resource: OAuthClientCredential, state: WorkerState,
+                                now: datetime) -> datetime | None:
+        note = self._credentials_note(resource, state, now)
+        warning = expiry_warning(resource.spec.credentials_expiry_warning, self.settings.credentials_expiry_warning)
+        return next_expiry_transition(note.expires_at, now=now, warning=warning)
+
     # -- failures --------------------------------------------------------------------------------------------
 
     @staticmethod
@@ -364,7 +412,7 @@ class Refresher:
         outcome = outcomes.failure(error=error, now=now, retry_at=retry_at, expires_at=expires,
                                    failures=state.failures, shared=not counted, endpoint=endpoint,
                                    attempted_inputs=state.attempted_inputs)
-        await self.reporter.report(meta, state, outcome)
+        await self._report(resource, state, outcome)
         log.warning("%s/%s: %s: %s", meta.namespace, meta.name, error.reason, outcome.message)
         return retry_at
 
@@ -384,7 +432,7 @@ class Refresher:
                                        failures=state.failures, shared=False, endpoint=None,
                                        attempted_inputs=state.attempted_inputs)
             try:
-                await self.reporter.report(meta, state, outcome)
+                await self._report(resource, state, outcome)
             except KubernetesError as again:
                 log.warning("%s/%s: could not report it either: %s", meta.namespace, meta.name, again.message)
         return retry_at

@@ -14,11 +14,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .api import OAuthClientCredentialStatus, ObjectMeta
+from .api import Condition, OAuthClientCredentialStatus, ObjectMeta
+from .credentials_expiry import CONDITION_TYPE, credentials_expiry_event
 from .kube.client import KubeClient, NotFound
 from .kube.status import event_body, set_condition
 from .metrics import Metrics
-from .outcomes import Notice, Outcome
+from .outcomes import CredentialsNote, Notice, Outcome
+from .reasons import EventReason
 from .state import WorkerState
 
 __all__ = ["Reporter", "status_patch"]
@@ -40,26 +42,52 @@ class Reporter:
         """Condition + status, Events, metrics. Raises only ``KubernetesError`` from the status write (the
         caller backs off); Events are best effort."""
         now = self.clock()
-        self.metrics.observe_resource(
-            namespace=meta.namespace, name=meta.name, ready=outcome.ready, failures=outcome.failures,
-            expires_at=outcome.expires_at.timestamp() if outcome.expires_at else None)
-        conditions = set_condition(state.status.conditions, type="Ready", status=outcome.ready,
-                                   reason=outcome.reason, message=outcome.message, now=now,
-                                   generation=meta.generation)
-        updated = state.status.model_copy(update={**outcome.status, "conditions": conditions,
-                                                  "observed_generation": meta.generation})
+        conditions = state.status.conditions
+        fields = dict(outcome.status)
+        notices = list(outcome.notices)
+        if outcome.ready is not None:
+            self.metrics.observe_resource(
+                namespace=meta.namespace, name=meta.name, ready=outcome.ready, failures=outcome.failures,
+                expires_at=outcome.expires_at.timestamp() if outcome.expires_at else None)
+            conditions = set_condition(conditions, type="Ready", status=outcome.ready, reason=outcome.reason,
+                                       message=outcome.message, now=now, generation=meta.generation)
+            fields["observed_generation"] = meta.generation
+        if outcome.credentials is not None:
+            conditions, notice = self._credentials(meta, conditions, outcome.credentials, now)
+            fields["credentials_expire_at"] = outcome.credentials.expires_at
+            if notice is not None:
+                notices.append(notice)
+        updated = state.status.model_copy(update={**fields, "conditions": conditions})
         if status_patch(updated) != status_patch(state.status):
             try:
                 await self.kube.patch_status(meta.namespace, meta.name, status_patch(updated))
             except NotFound:
                 return  # the resource is being deleted
             state.status = updated
-        notices = list(outcome.notices)
-        if outcome.on_transition is not None and str(outcome.reason) != state.last_reason:
-            notices.insert(0, outcome.on_transition)
-        state.last_reason = str(outcome.reason)
+        if outcome.ready is not None:
+            if outcome.on_transition is not None and str(outcome.reason) != state.last_reason:
+                notices.insert(0, outcome.on_transition)
+            state.last_reason = str(outcome.reason)
         for notice in notices:
             await self.notify(meta, notice)
+
+    def _credentials(self, meta: ObjectMeta, conditions: list[Condition], note: CredentialsNote,
+                     now: datetime) -> tuple[list[Condition], Notice | None]:
+        """The CredentialsExpiring condition, its Event on entering the window and on passing the date, and the
+        expiry metric: part of the funnel so that none of the three can be missed."""
+        self.metrics.observe_credentials_expiry(
+            namespace=meta.namespace, name=meta.name,
+            expires_at=note.expires_at.timestamp() if note.expires_at else None)
+        previous = next((c.reason for c in conditions if c.type == CONDITION_TYPE), None)
+        event = credentials_expiry_event(previous, note.condition)
+        notice = Notice("Warning", EventReason(event.reason.value), event.message) if event else None
+        if note.condition is None:
+            return [c for c in conditions if c.type != CONDITION_TYPE], notice
+        # The condition's reasons are its own (CredentialsValid / CredentialsExpiring / CredentialsExpired).
+        updated = set_condition(conditions, type=CONDITION_TYPE, status=note.condition.status == "True",
+                                reason=note.condition.reason, message=note.condition.message, now=now,
+                                generation=meta.generation)
+        return updated, notice
 
     async def notify(self, meta: ObjectMeta, notice: Notice) -> None:
         """Post one Event (and count it). Only :meth:`report` and once-only notices call this."""

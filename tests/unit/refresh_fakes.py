@@ -49,6 +49,7 @@ class FakeKube:
         self.events: list[JSON] = []
         self.calls: list[tuple[str, str]] = []
         self.down = False
+        self.minted: list[tuple[str, str]] = []
         self._rv = 100
 
     def _next_rv(self) -> str:
@@ -118,6 +119,17 @@ class FakeKube:
     async def create_event(self, namespace: str, body: JSON) -> None:
         self._check("create", "events")
         self.events.append(body)
+
+    async def get_service_account(self, namespace: str, name: str) -> JSON | None:
+        self._check("get", "serviceaccounts")
+        obj = self.objects.get(("ServiceAccount", namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+    async def create_service_account_token(self, namespace: str, name: str, audience: str,
+                                           expiration_seconds: int) -> JSON:
+        self._check("create", "serviceaccounts/token")
+        self.minted.append((name, audience))
+        return {"status": {"token": f"MINTED-CANARY-{len(self.minted)}"}}
 
     async def restart_workload(self, namespace: str, kind: str, name: str, stamp: str) -> None:
         self._check("patch", kind.lower() + "s")

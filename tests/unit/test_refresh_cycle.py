@@ -201,3 +201,77 @@ async def test_rollout_restart_targets_are_ignored_and_said_so_unless_enabled() 
     enabled = harness(enable_rollout_restarts=True)
     await enabled.run(body(enabled, rolloutRestartTargets=[{"kind": "Deployment", "name": "app"}]))
     assert ("patch", "deployments") in enabled.kube.calls
+
+
+SA_SPEC: dict[str, Any] = {"clientID": "torch-app", "authMethod": "kubernetes_service_account",
+                           "serviceAccountAssertion": {"serviceAccountName": "torch", "expirationSeconds": 600}}
+
+
+def sa_body(h: Harness) -> JSON:
+    body_ = body(h, **SA_SPEC)
+    del body_["spec"]["clientCredentialsSecretRef"]
+    return body_
+
+
+async def test_a_service_account_that_did_not_opt_in_gets_nothing_minted() -> None:
+    h = harness()
+    h.kube.put("ServiceAccount", "ns", "torch", {"metadata": {"annotations": {}}})
+    await h.run(sa_body(h))
+    ready = h.kube.ready()
+    assert ready["reason"] == "AssertionNotPermitted" and "oauth-token-operator.dev/token-audiences" in ready["message"]
+    assert h.kube.minted == [] and h.tokens.requests == []
+    assert h.kube.event_reasons() == ["AssertionNotPermitted"]
+
+
+async def test_each_token_request_sends_a_freshly_minted_assertion_that_is_never_stored() -> None:
+    h = harness()
+    h.kube.put("ServiceAccount", "ns", "torch", {"metadata": {"annotations": {
+        "oauth-token-operator.dev/token-audiences": "https://idp.example/token"}}})
+    due = await h.run(sa_body(h))
+    h.clock.now = due
+    await h.run(sa_body(h))
+    assert h.kube.minted == [("torch", "https://idp.example/token")] * 2
+    sent = [c.client_assertion.get_secret_value() for c in h.tokens.requests if c.client_assertion]
+    assert sent == ["MINTED-CANARY-1", "MINTED-CANARY-2"]
+    everything = repr(h.kube.status) + repr(h.kube.events) + repr(h.kube.objects)
+    assert "MINTED-CANARY" not in everything
+
+
+async def test_credentials_that_expire_are_reported_as_a_second_condition_with_events_and_a_metric() -> None:
+    h = harness()
+    secret = h.kube.objects[("Secret", "ns", "creds")]
+    soon = START + timedelta(days=3)
+    h.kube.put("Secret", "ns", "creds", {"data": {**secret["data"], "client_secret_expires_at": base64.b64encode(
+        str(int(soon.timestamp())).encode()).decode()}})
+    await h.run(body(h))
+    status = h.kube.status[("ns", "r")]
+    assert status["credentialsExpireAt"] == "2026-12-04T12:00:00Z"
+    expiring = next(c for c in status["conditions"] if c["type"] == "CredentialsExpiring")
+    assert expiring["status"] == "True" and expiring["reason"] == "CredentialsExpiring"
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["status"] == "True", "the token is fine"
+    assert h.kube.event_reasons().count("CredentialsExpiring") == 1
+    gauge = h.refresher.metrics.registry.get_sample_value(
+        "oauth_token_operator_credentials_expiry_timestamp_seconds", {"namespace": "ns", "name": "r"})
+    assert gauge == soon.timestamp()
+    # The date passes with nothing else happening: the operator wakes for it and says so once.
+    h.clock.now = soon + timedelta(seconds=1)
+    await h.run(body(h))
+    expired = next(c for c in h.kube.status[("ns", "r")]["conditions"] if c["type"] == "CredentialsExpiring")
+    assert expired["reason"] == "CredentialsExpired"
+    assert h.kube.event_reasons().count("CredentialsExpired") == 1
+    # A refusal after that date says why.
+    from oauth_token_operator.errors import InvalidClient
+    h.tokens.fail_with = InvalidClient("token endpoint answered 401 invalid_client")
+    h.clock.now = soon + timedelta(hours=1)
+    await h.run(body(h, scopes=["changed"]))
+    assert "the client secret expired on 2026-12-04T12:00:00Z" in h.kube.ready()["message"]
+
+
+async def test_the_expiry_window_wakes_the_worker_even_when_the_token_is_fresh() -> None:
+    h = harness()
+    secret = h.kube.objects[("Secret", "ns", "creds")]
+    later = START + timedelta(days=7, minutes=20)  # the 7-day window starts in 20 min, before the refresh
+    h.kube.put("Secret", "ns", "creds", {"data": {**secret["data"], "client_secret_expires_at": base64.b64encode(
+        later.strftime("%Y-%m-%dT%H:%M:%SZ").encode()).decode()}})
+    due = await h.run(body(h))
+    assert due == START + timedelta(minutes=20)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from ..api import API_VERSION, KIND, Condition, ObjectMeta
@@ -28,7 +29,7 @@ def whole_seconds(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
-def set_condition(previous: list[Condition], *, type: str, status: bool, reason: Reason, message: str,
+def set_condition(previous: list[Condition], *, type: str, status: bool, reason: StrEnum, message: str,
                   now: datetime, generation: int) -> list[Condition]:
     """``previous`` with the condition of ``type`` replaced (appended if new); other conditions are kept."""
     text = "True" if status else "False"
