@@ -350,12 +350,12 @@ class _PrivateKeyJWTAuthentication(JWTBearerClientAssertion):  # type: ignore[mi
             self._seen_jti.add(key)
             return True
 
-    def resolve_client_public_key(self, client: _Client) -> KeySet:
+    def resolve_client_public_key(self, client: _Client) -> KeySet | OctKey:
         if not client.jwks:
             raise InvalidClientError(description="The client has no registered JWKS.")
         return KeySet.import_key_set(cast(Any, client.jwks))
 
-    def process_assertion_claims(self, assertion: str, resolve_key: KeySet) -> dict[str, Any]:
+    def process_assertion_claims(self, assertion: str, resolve_key: KeySet | OctKey) -> dict[str, Any]:
         # Same as Authlib's, but allowing every asymmetric JWS algorithm, not only joserfc's "recommended".
         try:
             token = jose_jwt.decode(assertion, resolve_key, algorithms=list(JWS_ALGORITHMS))
@@ -370,12 +370,12 @@ class _ClientSecretJWTAuthentication(_PrivateKeyJWTAuthentication):
 
     CLIENT_AUTH_METHOD = "client_secret_jwt"
 
-    def resolve_client_public_key(self, client: _Client) -> OctKey:
+    def resolve_client_public_key(self, client: _Client) -> KeySet | OctKey:
         if not client.secret:
             raise InvalidClientError(description="The client has no secret.")
         return OctKey.import_key(client.secret)
 
-    def process_assertion_claims(self, assertion: str, resolve_key: OctKey) -> dict[str, Any]:
+    def process_assertion_claims(self, assertion: str, resolve_key: KeySet | OctKey) -> dict[str, Any]:
         try:
             token = jose_jwt.decode(assertion, resolve_key, algorithms=list(HMAC_ALGORITHMS))
         except JoseError as exc:
@@ -396,6 +396,9 @@ class _FederatedJWTAuthentication:
 
     def __init__(self) -> None:
         self.accepted: list[dict[str, Any]] = []
+        # client_id -> the signature part of every assertion received (for canary checks: a signature found
+        # in a log or status would mean the minted token leaked).
+        self.signatures: dict[str, list[str]] = {}
 
     def __call__(self, query_client: Callable[[str], _Client | None], request: Any) -> _Client | None:
         data = request.form
@@ -403,6 +406,7 @@ class _FederatedJWTAuthentication:
         jwt_bearer = data.get("client_assertion_type") == JWTBearerClientAssertion.CLIENT_ASSERTION_TYPE
         if not client_id or not assertion or not jwt_bearer:
             return None
+        self.signatures.setdefault(client_id, []).append(assertion.rsplit(".", 1)[-1])
         client = query_client(client_id)
         if client is None or client.auth_method != self.CLIENT_AUTH_METHOD or client.federated is None:
             return None
@@ -683,6 +687,10 @@ class AuthServer:
         """Undo :meth:`revoke` (a portal re-approving an app)."""
         with self._lock:
             self._clients[client_id].revoked = False
+
+    def received_assertion_signatures(self, client_id: str) -> list[str]:
+        """The signature part of every federated assertion ``client_id`` sent (test canaries, never logged)."""
+        return list(self._federated.signatures.get(client_id, []))
 
     @property
     def accepted_federated_claims(self) -> list[dict[str, Any]]:
