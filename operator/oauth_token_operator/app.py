@@ -11,7 +11,7 @@ from .api import SECRET_OPT_IN_LABEL
 from .endpoint_health import EndpointHealth
 from .kube.client import ApiGate, KubeClient, load_kube_config
 from .kube.target import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from .kube.watch import SEED_TTL_SECONDS, MetadataWatch, WatchTarget
+from .kube.watch import MetadataWatch, WatchTarget
 from .metrics import Metrics
 from .reconcile import Refresher
 from .settings import OperatorSettings
@@ -52,7 +52,6 @@ class App:
                                              count=self.metrics.count_watched)
             watch.start()
             self.watches.append(watch)
-        loop.call_later(SEED_TTL_SECONDS, self.workers.drop_seed)
 
     @classmethod
     def build(cls, settings: OperatorSettings) -> App:

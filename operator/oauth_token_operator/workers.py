@@ -25,6 +25,10 @@ MAX_SLEEP = 3600.0
 # When the API server answers again, the workers waiting for it retry within this many seconds (spread, so
 # that thousands of them do not hit it in the same instant).
 KUBE_RECOVERY_SPREAD_SECONDS = 3.0
+# How long the watches' first listing (the versions of every Secret and ConfigMap) is kept after every watch has
+# listed: long enough for the workers of a restarted operator to start, short enough that in steady state
+# nothing we do not reference stays in memory.
+SEED_TTL_SECONDS = 120.0
 
 ObjectKey = tuple[str, str, str]  # (namespace, kind, name)
 
@@ -78,8 +82,9 @@ class WorkerRegistry:
 
     def watch_synced(self) -> None:
         self._listing = max(0, self._listing - 1)
-        if self._listing == 0:
+        if self._listing == 0 and not self._synced.is_set():
             self._synced.set()
+            asyncio.get_running_loop().call_later(SEED_TTL_SECONDS, self.drop_seed)
 
     async def wait_synced(self, within: float) -> bool:
         """Wait (at most ``within`` seconds) until every watch has listed once."""

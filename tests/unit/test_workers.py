@@ -114,3 +114,20 @@ def test_an_echo_of_our_write_arriving_before_its_response_is_parked_for_the_wri
     registry.object_changed("ns", "Secret", "tok", "13")
     assert not woken(registry, uid) and not worker.target_stale
     assert worker.target_event_during_write == "13"
+
+
+def test_the_first_listing_seeds_the_versions_of_referenced_objects_for_a_while_only() -> None:
+    registry = WorkerRegistry()
+    registry.seed("Secret", {("ns", "creds"): "7", ("ns", "helm-release"): "8"})
+    registry.objects_changed("Secret", [("ns", "creds", "9")])  # a change during the seed window updates it
+    assert registry.is_referenced("ns", "Secret", "anything"), "while seeding, every change must reach the seed"
+    worker = registry.open("uid-1")
+    worker.references = frozenset({("Secret", "creds")})
+    registry.track(worker, OAuthClientCredential.model_validate({
+        "metadata": {"name": "r", "namespace": "ns", "uid": "uid-1"},
+        "spec": {"tokenURL": "https://idp/token", "clientCredentialsSecretRef": {"name": "creds"},
+                 "target": {"secretName": "tok"}}}))
+    assert worker.watched_versions() == {("Secret", "creds"): "9"}, "the inputs are known without a read"
+    registry.drop_seed()
+    assert not registry.is_referenced("ns", "Secret", "helm-release"), "nothing unreferenced is kept after it"
+    assert registry.is_referenced("ns", "Secret", "creds")

@@ -10,8 +10,8 @@ metadata only, hence this module, which uses the official client like the rest o
 
 The first listing after start is offered as a *seed* (name to version of every object listed): workers that
 start in the next minutes take the versions of the objects they reference from it instead of reading them, so
-a restart reads only each target Secret. The seed is dropped after :data:`SEED_TTL_SECONDS`: in steady state
-nothing we do not reference is kept.
+a restart reads only each target Secret. The registry drops the seed two minutes after every watch has listed
+(``workers.SEED_TTL_SECONDS``): in steady state nothing we do not reference is kept.
 
 Each watch runs in a thread of its own (a watch is a long, blocking read); events reach the event loop through
 ``call_soon_threadsafe``. A watch that breaks (API server restart, 410 Gone, timeout) is re-established after a
@@ -25,7 +25,6 @@ import asyncio
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-__all__ = ["SEED_TTL_SECONDS", "MetadataWatch", "WatchTarget"]
+__all__ = ["MetadataWatch", "WatchTarget"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,6 @@ LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 WATCH_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 PAGE_SIZE = 500
 WATCH_SECONDS = 300
-SEED_TTL_SECONDS = 120.0
 # A broken watch is retried quickly (one connection attempt per couple of seconds is cheap even against a dead
 # server): its reconnection is also how the operator learns that the API server is back (``on_reconnected``).
 RETRY_SECONDS = (0.5, 1.0, 2.0)
@@ -230,8 +228,3 @@ class MetadataWatch:
         if events:
             self.events_forwarded += len(events)
             self._loop.call_soon_threadsafe(self._on_events, self.target.kind, events)
-
-
-def seed_expiry() -> float:
-    """When a seed taken now is dropped (monotonic seconds)."""
-    return time.monotonic() + SEED_TTL_SECONDS
