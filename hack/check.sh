@@ -8,15 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x .venv/bin/python ]] || hack/setup.sh
 start=$SECONDS
-echo "== ruff" >&2
-.venv/bin/ruff check operator tests bench hack
-echo "== import layers (.importlinter)" >&2
-PYTHONPATH=operator:. .venv/bin/lint-imports
-echo "== mypy --strict" >&2
-.venv/bin/mypy
-.venv/bin/mypy --strict --explicit-package-bases tests/support hack/demo.py hack/generate.py
-echo "== generated files (hack/generate.sh --check)" >&2
-hack/generate.sh --check >/dev/null || { hack/generate.sh --check | head -n 60; exit 1; }
+hack/lint.sh
 echo "== unit tests" >&2
 .venv/bin/python -m pytest -p no:cacheprovider -q tests/unit "$@"
 echo "== hack/check.sh passed in $((SECONDS - start))s (the full check is hack/test.sh)" >&2
