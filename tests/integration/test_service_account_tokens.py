@@ -26,6 +26,7 @@ from oauth_token_operator.resolve import referenced_objects, resolve_client_conf
 from oauth_token_operator.service_account_assertion import TOKEN_AUDIENCES_ANNOTATION
 from oauth_token_operator.tokens.client import TokenClient
 from oauth_token_operator.tokens.model import ClientConfig
+from oauth_token_operator.tokens.networks import DeniedNetworks
 
 SA = "torch-client"
 TOKEN_REQUESTS = ("create", "serviceaccounts/token")
@@ -55,7 +56,8 @@ async def kube(kube_env: EnvTest) -> AsyncIterator[KubeClient]:
 
 @pytest.fixture
 async def token_client() -> AsyncIterator[TokenClient]:
-    tokens = TokenClient(allow_insecure_http=True, timeout=5.0)
+    # The test servers are on loopback, which the operator's default denied networks refuse.
+    tokens = TokenClient(allow_insecure_http=True, timeout=5.0, denied_networks=DeniedNetworks())
     yield tokens
     await tokens.aclose()
 
