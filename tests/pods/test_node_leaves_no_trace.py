@@ -39,6 +39,7 @@ def processes_mentioning(text: str) -> list[str]:
 def test_a_node_running_a_pod_leaves_the_host_as_it_found_it(
         kube_env: EnvTest, kubelet_binary: Path, kube: Kube) -> None:
     before = host_state()
+    assert set(KUBELET_SYSCTLS) <= before.sysctls.keys(), "the snapshot must cover what the kubelet sets"
     node = KubeletNode(kube_env, kubelet_binary)
     node.start()
     try:
