@@ -382,6 +382,7 @@ class KubeletNode:
     name: str = field(default_factory=lambda: f"oto-node-{uuid.uuid4().hex[:8]}")
     start_timeout: float = 120.0
     workdir: Path | None = None
+    healthz_port: int = 0
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _cgroups_before: frozenset[str] = field(default_factory=frozenset, repr=False)
 
@@ -391,11 +392,6 @@ class KubeletNode:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    @property
-    def log_path(self) -> Path:
-        assert self.workdir is not None
-        return self.workdir / "kubelet.log"
 
     def logs(self, component: str = "kubelet", tail: int = 8000) -> str:
         """Tail of ``kubelet``, ``containerd`` or ``node`` (the init script's) log."""
