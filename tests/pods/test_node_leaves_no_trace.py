@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from tests.pods.conftest import new_namespace, wait_pod_phase
 from tests.support.envtest import EnvTest
+from tests.support.hoststate import host_state
 from tests.support.kube import Kube
-from tests.support.kubelet import KUBELET_SYSCTLS, KubeletNode, busybox_container, host_state
+from tests.support.kubelet import KUBELET_SYSCTLS, KubeletNode, busybox_container
 
 pytestmark = pytest.mark.pods
 

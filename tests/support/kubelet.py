@@ -29,7 +29,7 @@ How it stays off the host (measured on Debian 12, 2 cores, root; see issue 15):
   through containerd (``runc delete`` removes its cgroups), then containerd, then the namespace; the pods'
   parent cgroup (``/k8s.io``, when the node created it) is removed and the temporary directory deleted.
   :func:`host_state` records what a user would call "the host" (sysctls, iptables rules, mounts, cgroups,
-  the well-known runtime paths) so a test can prove that before equals after.
+  the well-known runtime paths; :mod:`tests.support.hoststate`) so a test can prove that before equals after.
 
 Pods on this node must name it (``spec.nodeName``: no scheduler), set ``automountServiceAccountToken: false``,
 and their namespace needs a ``default`` ServiceAccount (:meth:`KubeletNode.prepare_namespace`).
@@ -46,7 +46,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -67,18 +66,17 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from .envtest import EnvTest
+from .hoststate import cgroup_dirs
 from .kube import Kube
 
 __all__ = [
     "IMAGE",
     "KUBELET_SYSCTLS",
-    "HostState",
     "KubeletError",
     "KubeletNode",
     "KubeletUnavailable",
     "busybox_container",
     "busybox_image_tar",
-    "host_state",
     "kubelet_dir",
 ]
 
@@ -101,26 +99,6 @@ KUBELET_SYSCTLS = (
     "kernel/keys/root_maxkeys",
     "kernel/keys/root_maxbytes",
 )
-#: Paths a kubelet or containerd writes by default; none may appear on (or vanish from) the host.
-RUNTIME_PATHS = (
-    "/var/lib/kubelet", "/var/lib/containerd", "/var/log/pods", "/var/log/containers", "/run/containerd",
-    "/run/runc", "/etc/cni", "/opt/cni", "/opt/containerd", "/etc/kubernetes", "/var/lib/cni",
-)
-#: Sysctls that change by themselves (counters, random values): left out of the before/after comparison.
-_VOLATILE_SYSCTLS = re.compile(
-    r"^(fs/(dentry-state|file-nr|inode-nr|inode-state|aio-nr|quota/.*|binfmt_misc/.*)"
-    r"|kernel/(random/.*|ns_last_pid|pty/nr|sched_domain/.*)"
-    r"|net/netfilter/nf_conntrack_count|vm/stat_refresh|vm/drop_caches)$"
-)
-
-
-#: Other container engines on a developer's machine (podman, docker) mount, unmount and create cgroups and network
-#: interfaces of their own while a test runs; the node never uses their paths or names, so their traces are not
-#: compared (CI runs nothing else beside the suite).
-_FOREIGN = re.compile(r"/var/lib/containers/|/run/containers/|/var/lib/docker/|/run/docker|libpod|machine\.slice"
-                      r"|^sysctl net/\w+/(conf|neigh)/(veth|podman|cni|docker|br-)")
-
-
 class KubeletUnavailable(RuntimeError):
     """The node cannot run on this machine (not Linux, not root, no apt-get or Go); ``message`` says why."""
 
@@ -208,98 +186,6 @@ def busybox_container(name: str, script: str, **extra: Any) -> dict[str, Any]:
     """A container of :data:`IMAGE` running ``script`` with ``/bin/sh -c``."""
     return {"name": name, "image": IMAGE, "imagePullPolicy": "Never", "command": ["/bin/sh", "-c", script],
             **extra}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# what "the host" is, for before/after comparisons
-
-
-@dataclass(frozen=True)
-class HostState:
-    """What a node must leave as it found it."""
-
-    sysctls: dict[str, str]
-    """Every readable /proc/sys value except the counters in ``_VOLATILE_SYSCTLS``."""
-    firewall: dict[str, str]
-    """``iptables-save``/``ip6tables-save``/``nft list ruleset`` output (counters zeroed), for those present."""
-    mounts: tuple[str, ...]
-    """This (the host's) mount namespace, from /proc/self/mountinfo."""
-    cgroups: frozenset[str]
-    """Every directory under /sys/fs/cgroup."""
-    runtime_paths: dict[str, bool]
-    """Whether each of :data:`RUNTIME_PATHS` exists."""
-
-    def differences(self, after: HostState) -> list[str]:
-        """Human-readable differences from ``self`` (before) to ``after``, except other container engines'
-        (``_FOREIGN``); empty when equal."""
-        return [d for d in self._all_differences(after) if not _FOREIGN.search(d)]
-
-    def _all_differences(self, after: HostState) -> list[str]:
-        found: list[str] = []
-        for key in sorted(self.sysctls.keys() | after.sysctls.keys()):
-            if self.sysctls.get(key) != after.sysctls.get(key):
-                found.append(f"sysctl {key}: {self.sysctls.get(key)!r} -> {after.sysctls.get(key)!r}")
-        for tool in sorted(self.firewall.keys() | after.firewall.keys()):
-            if self.firewall.get(tool) != after.firewall.get(tool):
-                found.append(f"{tool} output changed:\n{self.firewall.get(tool)}\n->\n{after.firewall.get(tool)}")
-        before_mounts, after_mounts = set(self.mounts), set(after.mounts)
-        found += [f"mount gone: {m}" for m in sorted(before_mounts - after_mounts)]
-        found += [f"mount added: {m}" for m in sorted(after_mounts - before_mounts)]
-        found += [f"cgroup gone: {c}" for c in sorted(self.cgroups - after.cgroups)]
-        found += [f"cgroup added: {c}" for c in sorted(after.cgroups - self.cgroups)]
-        for path, existed in self.runtime_paths.items():
-            if after.runtime_paths.get(path) != existed:
-                found.append(f"{path}: {'existed' if existed else 'absent'} before, "
-                             f"{'exists' if after.runtime_paths.get(path) else 'absent'} after")
-        return found
-
-
-def _read_sysctls() -> dict[str, str]:
-    values: dict[str, str] = {}
-    root = Path("/proc/sys")
-    for directory, _, files in os.walk(root):
-        for name in files:
-            path = Path(directory, name)
-            key = str(path.relative_to(root))
-            if _VOLATILE_SYSCTLS.match(key):
-                continue
-            try:
-                values[key] = path.read_text().strip()
-            except OSError:  # write-only (vm/compact_memory) or refusing reads (stable_secret)
-                continue
-    return values
-
-
-def _firewall() -> dict[str, str]:
-    rules: dict[str, str] = {}
-    search = "/usr/sbin:/sbin:/usr/bin:/bin"
-    for command in (["iptables-save"], ["ip6tables-save"], ["nft", "list", "ruleset"]):
-        binary = shutil.which(command[0], path=search)
-        if binary is None:
-            continue
-        proc = subprocess.run([binary, *command[1:]], capture_output=True, text=True, check=False)
-        text = "\n".join(line for line in proc.stdout.splitlines() if not line.startswith("#"))
-        rules[command[0]] = re.sub(r"\[\d+:\d+\]", "[0:0]", text) + (f"\n(exit {proc.returncode})"
-                                                                     if proc.returncode else "")
-    return rules
-
-
-def _cgroup_dirs() -> frozenset[str]:
-    found: set[str] = set()
-    for directory, subdirs, _ in os.walk("/sys/fs/cgroup"):
-        found.update(os.path.join(directory, d) for d in subdirs)
-    return frozenset(found)
-
-
-def host_state() -> HostState:
-    """Snapshot of :class:`HostState` now (from the calling process's namespaces: the host's)."""
-    return HostState(
-        sysctls=_read_sysctls(),
-        firewall=_firewall(),
-        mounts=tuple(Path("/proc/self/mountinfo").read_text().splitlines()),
-        cgroups=_cgroup_dirs(),
-        runtime_paths={p: os.path.lexists(p) for p in RUNTIME_PATHS},
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -409,7 +295,7 @@ class KubeletNode:
         try:
             # Not under /var or /run (overlaid inside the node), and not a pytest tmp dir: stop() deletes it.
             self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir="/tmp"))
-            self._cgroups_before = _cgroup_dirs()
+            self._cgroups_before = cgroup_dirs()
             self._write_files(self._identity_kubeconfig())
             log = (self.workdir / "node.log").open("wb")
             try:
@@ -594,7 +480,7 @@ class KubeletNode:
         """Remove the pods' parent cgroup, ``/k8s.io`` (containerd's namespace; with ``cgroupsPerQOS: false``
         the kubelet names no parent), in every hierarchy where the node created it: runc deletes each
         container's own cgroup, not that parent. rmdir only succeeds on an empty cgroup."""
-        for path in sorted(_cgroup_dirs() - self._cgroups_before):
+        for path in sorted(cgroup_dirs() - self._cgroups_before):
             if os.path.basename(path) == "k8s.io":
                 with contextlib.suppress(OSError):
                     os.rmdir(path)
