@@ -301,4 +301,7 @@ main() {
   with_lock from_cache_or_build
 }
 
-main "$@"
+# Sourced (hack/kubelet.sh reuses build_k8s and its staging replaces), it only defines the functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

@@ -10,7 +10,7 @@ echo "== import layers (.importlinter)" >&2
 PYTHONPATH=operator:. .venv/bin/lint-imports
 echo "== mypy --strict" >&2
 .venv/bin/mypy
-.venv/bin/mypy --strict --explicit-package-bases tests/support hack/demo.py hack/generate.py
+.venv/bin/mypy --strict --explicit-package-bases tests/support tests/pods hack/demo.py hack/generate.py
 echo "== generated files are fresh (hack/generate.sh --check)" >&2
 hack/generate.sh --check >/dev/null || {
   hack/generate.sh --check | head -n 60

@@ -423,7 +423,8 @@ class OAuthClientCredentialSpec(_Model):
         default_factory=list, alias="rolloutRestartTargets",
         description="Workloads that read the token from environment variables or subPath mounts (which never "
                     "update): each gets a rollout restart after every new token. Restarts cost pod churn; "
-                    "prefer plain volume mounts, which the kubelet updates within about a minute.")
+                    "prefer plain volume mounts, which the kubelet updates within its syncFrequency plus 50 % (90 s by "
+                    "default; the operator refreshes early enough for that).")
 
     @field_validator("extra_params")
     @classmethod

@@ -9,8 +9,11 @@ Refresh (:func:`next_refresh_time`), as offsets after ``issued_at`` for a token 
 
 * target   ``L - renewBefore`` (``renewBefore`` = ``renewBeforePercentage`` % of ``L``, default 33 %: a
   token is refreshed after about two thirds of its lifetime, cert-manager's rule);
-* latest   ``L - (kubelet_sync + request_budget)`` (70 s by default): the new token is in the Secret at least
-  a kubelet sync period before the old one expires, so a pod reading the file never holds an expired token;
+* latest   ``L - (kubelet_sync + request_budget)`` (100 s by default): the new token is in the Secret at least
+  as long before the old one expires as the kubelet takes to update a Secret volume, so a pod reading the
+  file never holds an expired token. ``kubelet_sync`` (90 s) is the kubelet's default ``syncFrequency`` (1m)
+  plus the up to 50 % jitter it adds per pod: measured with a real kubelet from the API write to the new
+  file content, 69-83 s, up to 90 s (``tests/pods/``); ``request_budget`` is the request timeout (10 s);
 * earliest ``max(10 % of L, 10 s)``: no policy makes the operator ask more often than that, but never more
   than ``L / 2``, so that even a 20 s token is renewed before it expires;
 * jitter   the target moves *earlier* by up to 5 % of ``L`` (never later, so every guarantee above holds), by
@@ -134,7 +137,7 @@ class Policy:
 
     renew_before_percentage: float = 33.0
     renew_before: float | None = None
-    kubelet_sync: float = 60.0
+    kubelet_sync: float = 90.0
     request_budget: float = 10.0
     jitter_fraction: float = JITTER_FRACTION
     min_interval: float = MIN_REFRESH_INTERVAL_SECONDS

@@ -68,9 +68,13 @@ class OperatorSettings(BaseSettings):
         33, ge=5, le=90, description="Default refresh point: request a new token when this percentage of "
                                      "its lifetime remains (cert-manager's 2/3 rule).")
     kubelet_sync_seconds: int = Field(
-        60, ge=0, le=600, description="How long a pod may take to see an updated Secret volume (kubelet "
-                                      "sync period + cache TTL); refreshes land at least this long before "
-                                      "expiry when the lifetime allows.")
+        90, ge=0, le=3600,
+        description="How long a pod may take to see an updated Secret volume: the kubelet's syncFrequency "
+                    "(1m by default) times 1.5 (it jitters each pod's sync by up to 50 %), plus the "
+                    "configMapAndSecretChangeDetectionStrategy cache TTL when that is Cache. Measured with "
+                    "the default 1m: 69-83 s, up to 90 s. New tokens land at least this long plus the request "
+                    "timeout before the old ones expire, when the lifetime allows. For a kubelet with a longer "
+                    "syncFrequency set syncFrequency x 1.5 (+ TTL), e.g. 180 for 2m.")
     enable_rollout_restarts: bool = Field(
         False, description="Act on spec.rolloutRestartTargets (restart the named Deployments, StatefulSets and "
                            "DaemonSets after each new token). Off by default: the install then grants no "

@@ -20,7 +20,10 @@ What is inside:
   ``sub``, ``aud``, ``exp``/``iat`` and a maximum lifetime.
 * ``GET /api/whoami`` behind Authlib's ``ResourceProtector``: 200 with the token's client and scope for a
   valid, unexpired, unrevoked bearer token, 401 otherwise. :meth:`AuthServer.accepts` calls it over HTTP,
-  so a test proves "the authorization server accepts this token" end to end.
+  so a test proves "the authorization server accepts this token" end to end. Every call is recorded as a
+  :class:`ResourceCall` (:meth:`AuthServer.resource_calls`: the outcome, ``ok``/``expired``/``unknown``/
+  ``revoked``/``missing``, and which issued token was presented, never the token): a consumer outside the
+  test process (a pod) can be checked call by call. ``?consumer=NAME`` labels a call.
 * Discovery: RFC 8414 (``/.well-known/oauth-authorization-server{issuer_path}``) and OpenID Connect
   (``{issuer_path}/.well-known/openid-configuration``), each of which can be switched off.
 * Failure injection and counting for refresh and backoff tests: :meth:`AuthServer.fail_next`,
@@ -94,6 +97,7 @@ __all__ = [
     "FederatedTrust",
     "RecordedRequest",
     "RequestLog",
+    "ResourceCall",
     "loopback_opener",
     "main",
     "redact_form",
@@ -193,6 +197,26 @@ class RequestLog:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+ResourceOutcome = Literal["ok", "expired", "unknown", "revoked", "missing"]
+
+
+@dataclass(frozen=True)
+class ResourceCall:
+    """One call of the protected resource (``GET /api/whoami``) as the server judged it. Holds no token."""
+
+    time: float
+    status: int
+    """200, or 401 when refused."""
+    outcome: ResourceOutcome
+    """``ok``; else why it was refused: ``expired``, ``unknown`` (never issued here), ``revoked`` (its client
+    was revoked) or ``missing`` (no bearer token)."""
+    consumer: str | None
+    """The ``consumer`` query parameter, e.g. which mount of a pod the token came from."""
+    token_issued_at: float | None
+    """When the presented token was issued (identifies it among the client's tokens); None when unknown."""
+    token_expires_at: float | None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -542,6 +566,7 @@ class AuthServer:
         self._discovery = {"rfc8414": rfc8414, "oidc": oidc}
         self._metadata_overrides: dict[str, Any] = {}
         self._log = RequestLog()
+        self._resource_calls: list[ResourceCall] = []
         self._signing_key = RSAKey.generate_key(2048, parameters={"kid": "authserver-1", "use": "sig"})
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -756,6 +781,11 @@ class AuthServer:
                 return None
             raise
 
+    def resource_calls(self, consumer: str | None = None) -> list[ResourceCall]:
+        """Every call of the protected resource so far (all, or those labelled ``consumer``), oldest first."""
+        with self._lock:
+            return [c for c in self._resource_calls if consumer is None or c.consumer == consumer]
+
     def issued_tokens(self, client_id: str | None = None) -> list[str]:
         with self._lock:
             return [
@@ -813,11 +843,23 @@ class AuthServer:
             return self._token_endpoint(authorization)
 
         def whoami() -> flask.Response:
-            with protector.acquire() as token:
-                issued = cast(_IssuedToken, token)
-                return flask.jsonify(
-                    client_id=issued.client.client_id, scope=issued.scope, expires_at=int(issued.expires_at)
-                )
+            presented = self._judge_presented_token(flask.request)
+            status = 401
+            try:
+                with protector.acquire() as token:
+                    issued = cast(_IssuedToken, token)
+                    status = 200
+                    return flask.jsonify(
+                        client_id=issued.client.client_id, scope=issued.scope, expires_at=int(issued.expires_at)
+                    )
+            finally:
+                outcome, found = presented
+                with self._lock:
+                    self._resource_calls.append(ResourceCall(
+                        time=time.time(), status=status, outcome=outcome,
+                        consumer=flask.request.args.get("consumer"),
+                        token_issued_at=found.issued_at if found else None,
+                        token_expires_at=found.expires_at if found else None))
 
         def rfc8414() -> flask.Response:
             if not self._discovery["rfc8414"]:
@@ -898,6 +940,18 @@ class AuthServer:
     def _find_token(self, access_token: str) -> _IssuedToken | None:
         with self._lock:
             return self._tokens.get(access_token)
+
+    def _judge_presented_token(self, request: flask.Request) -> tuple[ResourceOutcome, _IssuedToken | None]:
+        """What the validator will find about the request's bearer token (for :class:`ResourceCall`)."""
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return "missing", None
+        found = self._find_token(value.strip())
+        if found is None:
+            return "unknown", None
+        if found.is_revoked():
+            return "revoked", found
+        return ("expired" if found.is_expired() else "ok"), found
 
     def _authenticate_tls_client(self, query_client: Callable[[str], _Client | None], request: Any) -> Any:
         client_id = request.payload.data.get("client_id")

@@ -70,7 +70,7 @@ def test_short_tokens_are_refreshed_before_expiry_with_margin(lifetime: float) -
         offset = refresh_offset(lifetime, key=f"uid-{i}")
         assert 1 <= offset < lifetime
         # half the lifetime or kubelet sync + request budget left, whichever is less (whole-second rounding)
-        assert lifetime - offset >= min(lifetime / 2, 70)
+        assert lifetime - offset >= min(lifetime / 2, 100)
 
 
 def test_a_one_second_token_is_not_a_request_loop() -> None:
@@ -121,16 +121,18 @@ def test_each_token_of_a_resource_gets_its_own_jitter() -> None:
     (HOUR, Policy(renew_before=2 * HOUR), 6 * MIN, 6 * MIN),
     # ... and the 10 s floor when a tenth is less than that
     (60, Policy(renew_before=59), 10, 10),
-    # renewBefore shorter than the kubelet allowance: raised to kubelet sync + request budget (70 s)
-    (HOUR, Policy(renew_before=30), HOUR - 70 - 180, HOUR - 70),
-    (HOUR, Policy(renew_before=0), HOUR - 70 - 180, HOUR - 70),
+    # renewBefore shorter than the kubelet allowance: raised to kubelet sync + request budget (100 s)
+    (HOUR, Policy(renew_before=30), HOUR - 100 - 180, HOUR - 100),
+    (HOUR, Policy(renew_before=0), HOUR - 100 - 180, HOUR - 100),
     # percentages
     (HOUR, Policy(renew_before_percentage=50), 30 * MIN - 180, 30 * MIN),
     (HOUR, Policy(renew_before_percentage=90), 6 * MIN, 6 * MIN),  # 10 % floor, no room for jitter
     (HOUR, Policy(renew_before_percentage=5), 57 * MIN - 180, 57 * MIN),
-    (10 * MIN, Policy(renew_before_percentage=5), 530 - 30, 530),  # 30 s left < 70 s allowance: 530
-    # a 2-minute token: 33 % (40 s) is less than the allowance, so it is refreshed 70 s before expiry
-    (120, Policy(), 50 - 6, 50),
+    (10 * MIN, Policy(renew_before_percentage=5), 500 - 30, 500),  # 30 s left < 100 s allowance: 500
+    # a 2-minute token: 33 % (40 s) is less than the allowance, so it is refreshed 100 s before expiry
+    (120, Policy(), 20 - 6, 20),
+    # the real-pod tier's 180 s token (tests/pods/): the margin (80 s), not 2/3 (120 s), decides
+    (180, Policy(), 80 - 9, 80),
     # a day: 16 h 5 m minus up to 72 min
     (24 * HOUR, Policy(), 0.67 * 24 * HOUR - 0.05 * 24 * HOUR, 0.67 * 24 * HOUR),
 ])
@@ -139,12 +141,26 @@ def test_policies_and_their_clamps(lifetime: float, policy: Policy, low: float, 
         assert low - 1 <= refresh_offset(lifetime, policy, key) <= high
 
 
-@pytest.mark.parametrize("lifetime", [80, 100, 120, 300, 30 * MIN, HOUR, 12 * HOUR, 24 * HOUR, 7 * 24 * HOUR])
+@pytest.mark.parametrize("lifetime", [120, 150, 180, 300, 30 * MIN, HOUR, 12 * HOUR, 24 * HOUR, 7 * 24 * HOUR])
 @pytest.mark.parametrize("policy", [Policy(), Policy(renew_before=1), Policy(renew_before_percentage=5)])
 def test_new_token_lands_a_kubelet_sync_before_the_old_one_expires(lifetime: float, policy: Policy) -> None:
-    # "when the lifetime allows": 10 % floor <= L - 70 s
+    # "when the lifetime allows": 10 % floor <= L - 100 s
     for i in range(50):
-        assert lifetime - refresh_offset(lifetime, policy, f"uid-{i}") >= 60 + 10
+        assert lifetime - refresh_offset(lifetime, policy, f"uid-{i}") >= 90 + 10
+
+
+def test_default_allowance_covers_the_kubelets_default_sync_period_and_its_jitter() -> None:
+    # Measured with a real kubelet (tests/pods/): syncFrequency 1m puts a Secret change into the pod's file
+    # 69-83 s, at most 90 s (1m + 50 % jitter), after the API write. The new token must be requested at least
+    # that long, plus the request timeout, before the old one expires.
+    settings = OperatorSettings()
+    policy = Policy.from_spec(None, settings)
+    measured_worst = 1.5 * 60
+    assert policy.kubelet_sync == settings.kubelet_sync_seconds >= measured_worst
+    assert policy.request_budget == settings.request_timeout_seconds
+    for lifetime in (150, 180, 240, 300, 30 * MIN, HOUR):
+        for i in range(20):
+            assert lifetime - refresh_offset(lifetime, policy, f"uid-{i}") >= measured_worst + policy.request_budget
 
 
 def test_kubelet_allowance_follows_the_setting() -> None:
@@ -166,7 +182,7 @@ def test_naive_datetimes_are_refused() -> None:
                           policy=Policy(), jitter_key="uid-1")
 
 
-DEFAULTS = {"kubelet_sync": 60.0, "request_budget": 10.0}
+DEFAULTS = {"kubelet_sync": 90.0, "request_budget": 10.0}
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
@@ -181,8 +197,8 @@ def test_policy_from_spec(spec: dict[str, object] | None, expected: Policy) -> N
 
 
 def test_policy_from_spec_takes_operator_defaults() -> None:
-    settings = OperatorSettings(renew_before_percentage=20, kubelet_sync_seconds=90, request_timeout_seconds=5)
-    assert Policy.from_spec(None, settings) == Policy(renew_before_percentage=20, kubelet_sync=90,
+    settings = OperatorSettings(renew_before_percentage=20, kubelet_sync_seconds=180, request_timeout_seconds=5)
+    assert Policy.from_spec(None, settings) == Policy(renew_before_percentage=20, kubelet_sync=180,
                                                       request_budget=5)
 
 
