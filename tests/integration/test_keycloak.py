@@ -1,0 +1,382 @@
+"""The token client and ``oauth-token-operator token -f`` against a real Keycloak, the self-hosted identity provider
+our users run most.
+
+Every issued token is checked the way a resource server would: Keycloak's own introspection endpoint must call it
+active and issued to the client that asked (``azp``). Every refusal is checked for the reason and message a user
+would read. The session's Keycloak comes from the ``keycloak`` fixture (tests/conftest.py); each test makes its
+own clients in one realm of this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from joserfc.jwk import ECKey, RSAKey
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from pydantic import SecretStr
+from tests.support.envtest import EnvTest
+from tests.support.keycloak import Keycloak
+from tests.support.pki import KeyType, TestCA, generate_private_key, private_key_pem
+
+from oauth_token_operator.api import AuthMethod
+from oauth_token_operator.errors import InvalidClient
+from oauth_token_operator.tokens.client import TokenClient, TokenResult
+from oauth_token_operator.tokens.model import ClientConfig
+
+REALM = "oto-tests"
+RESOURCE_SERVER = "resource-server"
+SPECIAL = "p@ss:w+rd/100%=&x y"
+"""A client secret with every character that Basic encoding gets wrong somewhere."""
+CANARY = "Canary-5e1b77-p@ss:w+rd/100%=&x y"
+"""The secret of every refused request: it must not appear in the refusal, in any encoding."""
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+class Realm:
+    """The module's realm: creates clients and checks tokens as its resource server would."""
+
+    def __init__(self, keycloak: Keycloak, name: str) -> None:
+        self.keycloak, self.name = keycloak, name
+        self.issuer = keycloak.issuer(name)
+        self.token_endpoint = keycloak.token_endpoint(name)
+        self._resource_secret = uuid.uuid4().hex
+
+    def setup(self) -> None:
+        admin = self.keycloak.admin
+        admin.create_realm(self.name)
+        admin.create_client(self.name, RESOURCE_SERVER, secret=self._resource_secret, serviceAccountsEnabled=False)
+        # Keycloak introspects a token only for a client in its audience: every client's tokens name the resource
+        # server, as they would in production (an audience mapper in a default client scope).
+        admin.add_default_audience(self.name, RESOURCE_SERVER)
+
+    def client(self, prefix: str, authenticator: str = "client-secret", **representation: Any) -> str:
+        """A new client_credentials client with a unique ID; returns the client ID."""
+        client_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.keycloak.admin.create_client(self.name, client_id, clientAuthenticatorType=authenticator,
+                                          **representation)
+        return client_id
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        return self.keycloak.admin.introspect(self.name, token, client_id=RESOURCE_SERVER,
+                                              client_secret=self._resource_secret)
+
+    def assert_issued_to(self, token: str, client_id: str) -> dict[str, Any]:
+        """Keycloak itself says the token is active, from this realm, for this client."""
+        claims = self.introspect(token)
+        assert claims["active"] is True, claims
+        assert claims["iss"] == self.issuer
+        assert claims["azp"] == client_id
+        assert RESOURCE_SERVER in claims["aud"]
+        return claims
+
+
+@pytest.fixture(scope="module")
+def realm(keycloak: Keycloak) -> Realm:
+    created = Realm(keycloak, REALM)
+    created.setup()
+    return created
+
+
+@pytest.fixture
+async def token_client() -> AsyncIterator[TokenClient]:
+    client = TokenClient(allow_insecure_http=True, timeout=30.0)  # Keycloak's dev mode is plain http
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def keycloak_log_on_failure(request: pytest.FixtureRequest, keycloak: Keycloak) -> Iterator[None]:
+    """When a test fails, show what Keycloak logged meanwhile (its refusals are explained only there)."""
+    offset = keycloak.log_path.stat().st_size
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before:
+        with keycloak.log_path.open("rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")[-6000:]
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"\n--- Keycloak log during {request.node.nodeid} ({keycloak.log_path}):\n{text}")
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def config(realm: Realm, client_id: str, secret: str | None = None, *, issuer: bool = False,
+           method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC, **kwargs: Any) -> ClientConfig:
+    return ClientConfig(client_id=client_id, token_url=None if issuer else realm.token_endpoint,
+                        issuer_url=realm.issuer if issuer else None,
+                        client_secret=SecretStr(secret) if secret is not None else None, auth_method=method,
+                        **kwargs)
+
+
+def token_of(result: TokenResult) -> str:
+    return result.token.access_token.get_secret_value()
+
+
+def lifetime(result: TokenResult) -> float:
+    return (result.token.expires_at - result.token.issued_at).total_seconds()
+
+
+def assert_no_secret(text: str, secret: str) -> None:
+    from urllib.parse import quote, quote_plus
+
+    for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+        assert form not in text, f"secret material in: {text!r}"
+
+
+# ------------------------------------------------------------------------------- client secret methods
+
+
+@pytest.mark.parametrize("method", [AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST])
+async def test_client_secret_issues_a_token_keycloak_accepts(realm: Realm, token_client: TokenClient,
+                                                            method: AuthMethod) -> None:
+    client_id = realm.client("secret", secret=SPECIAL)
+
+    result = await token_client.fetch_token(config(realm, client_id, SPECIAL, method=method))
+
+    claims = realm.assert_issued_to(token_of(result), client_id)
+    assert result.token.token_type == "Bearer"
+    assert result.token.expiry_source == "expires_in"
+    assert lifetime(result) == pytest.approx(300, abs=3)  # the realm's default access token lifespan
+    assert claims["exp"] == pytest.approx(result.token.expires_at.timestamp(), abs=3)
+    assert result.endpoint == realm.token_endpoint
+
+
+async def test_wrong_secret_is_invalid_client(realm: Realm, token_client: TokenClient) -> None:
+    client_id = realm.client("wrong", secret="the-right-one")
+
+    with pytest.raises(InvalidClient) as caught:  # Keycloak answers 401 unauthorized_client, not invalid_client
+        await token_client.fetch_token(config(realm, client_id, CANARY))
+
+    message = caught.value.message
+    assert "401 unauthorized_client" in message
+    assert "Invalid client or Invalid client credentials" in message
+    assert_no_secret(message, CANARY)
+
+
+async def test_discovery_through_the_realm_issuer(realm: Realm, token_client: TokenClient) -> None:
+    client_id = realm.client("disco", secret=SPECIAL)
+    cfg = config(realm, client_id, SPECIAL, issuer=True)
+
+    assert await token_client.token_endpoint(cfg) == realm.token_endpoint
+    result = await token_client.fetch_token(cfg)
+
+    assert result.endpoint == realm.token_endpoint
+    realm.assert_issued_to(token_of(result), client_id)
+
+
+# ------------------------------------------------------------------------------------------ private_key_jwt
+
+
+def public_jwk(private_pem: str, key_type: KeyType, kid: str) -> dict[str, Any]:
+    key = RSAKey.import_key(private_pem) if key_type == "rsa" else ECKey.import_key(private_pem)
+    return {**key.as_dict(private=False), "kid": kid, "use": "sig"}
+
+
+@pytest.mark.parametrize("key_type", ["rsa", "ec"])
+async def test_private_key_jwt_with_a_jwks(realm: Realm, token_client: TokenClient, key_type: KeyType) -> None:
+    signing_pem = private_key_pem(generate_private_key(key_type))
+    other_pem = private_key_pem(generate_private_key("ec" if key_type == "rsa" else "rsa"))
+    jwks = {"keys": [public_jwk(other_pem, "ec" if key_type == "rsa" else "rsa", "old-key"),
+                     public_jwk(signing_pem, key_type, "current-key")]}
+    client_id = realm.client("pkjwt", "client-jwt",
+                             attributes={"use.jwks.string": "true", "jwks.string": json.dumps(jwks)})
+
+    result = await token_client.fetch_token(config(realm, client_id, method=AuthMethod.PRIVATE_KEY_JWT,
+                                                   private_key_pem=SecretStr(signing_pem),
+                                                   signing_key_id="current-key"))
+
+    realm.assert_issued_to(token_of(result), client_id)
+
+    # A key the client never registered: Keycloak refuses it, and the refusal says so without the key.
+    intruder = private_key_pem(generate_private_key(key_type))
+    with pytest.raises(InvalidClient) as caught:
+        await token_client.fetch_token(config(realm, client_id, method=AuthMethod.PRIVATE_KEY_JWT,
+                                              private_key_pem=SecretStr(intruder), signing_key_id="current-key"))
+    assert "PRIVATE KEY" not in caught.value.message
+
+
+async def test_private_key_jwt_with_the_certificate_uploaded(realm: Realm, token_client: TokenClient,
+                                                             tmp_path: Path) -> None:
+    """The other way Keycloak's admin console takes a key: the client's certificate (PEM body) as an attribute."""
+    issued = TestCA(tmp_path).issue_client_cert("pkjwt-cert", key_type="rsa")
+    der = x509.load_pem_x509_certificate(issued.cert_pem.encode()).public_bytes(serialization.Encoding.DER)
+    client_id = realm.client("pkjwt-cert", "client-jwt",
+                             attributes={"jwt.credential.certificate": base64.b64encode(der).decode()})
+
+    result = await token_client.fetch_token(config(realm, client_id, method=AuthMethod.PRIVATE_KEY_JWT,
+                                                   private_key_pem=SecretStr(issued.key_pem)))
+
+    realm.assert_issued_to(token_of(result), client_id)
+
+
+# ---------------------------------------------------------------------------------- client_secret_jwt
+
+
+def hs256_assertion(client_id: str, secret: str, audience: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"iss": client_id, "sub": client_id, "aud": audience, "jti": uuid.uuid4().hex,
+                       "iat": now, "exp": now + 60}, secret, algorithm="HS256")
+
+
+def test_client_secret_jwt_at_the_keycloak_level(realm: Realm) -> None:
+    """Keycloak's side of ``authMethod: client_secret_jwt`` (a ``client-secret-jwt`` client): an HS256 assertion
+    signed with the secret is accepted, one signed with another secret is refused. The project's TokenClient
+    takes this over once it implements the method (branch sa-auth)."""
+    secret = uuid.uuid4().hex + uuid.uuid4().hex  # HS256 wants >= 256 bits
+    client_id = realm.client("csjwt", "client-secret-jwt", secret=secret)
+
+    def request(signing_secret: str) -> httpx.Response:
+        return httpx.post(realm.token_endpoint, trust_env=False, data={
+            "grant_type": "client_credentials", "client_id": client_id, "client_assertion_type": JWT_BEARER,
+            "client_assertion": hs256_assertion(client_id, signing_secret, realm.token_endpoint)})
+
+    granted = request(secret)
+    assert granted.status_code == 200, granted.text
+    realm.assert_issued_to(granted.json()["access_token"], client_id)
+    refused = request("another-secret-" + secret)
+    # Keycloak names a failed client authentication unauthorized_client (400 here, 401 for a wrong secret).
+    assert (refused.status_code, refused.json()["error"]) == (400, "unauthorized_client"), refused.text
+    assert "Signature on JWT token by client secret" in refused.json()["error_description"]
+
+
+# ------------------------------------------------------------------------------------------ token -f
+
+
+def token_command(*args: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OAUTH_TOKEN_OPERATOR_")}
+    return subprocess.run([sys.executable, "-m", "oauth_token_operator", "token", *args], capture_output=True,
+                          text=True, timeout=120, check=False, env=environment)
+
+
+def credentials_file(tmp_path: Path, client_id: str, secret: str, **spec: Any) -> Path:
+    documents = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+         "stringData": {"client_id": client_id, "client_secret": secret}},
+        {"apiVersion": "oauth-token-operator.dev/v1alpha1", "kind": "OAuthClientCredential",
+         "metadata": {"name": "keycloak"},
+         "spec": {"clientCredentialsSecretRef": {"name": "creds"}, "target": {"secretName": "tok"}, **spec}},
+    ]
+    path = tmp_path / "credentials.yaml"
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_token_command_against_keycloak(realm: Realm, tmp_path: Path) -> None:
+    client_id = realm.client("cli", secret=SPECIAL)
+    path = credentials_file(tmp_path, client_id, SPECIAL, issuerURL=realm.issuer, authMethod="client_secret_post")
+
+    run = token_command("-f", str(path), "--show-token", "--allow-insecure-http")
+
+    assert run.returncode == 0, run.stderr
+    output = json.loads(run.stdout)
+    assert output["tokenSHA256"] == hashlib.sha256(output["accessToken"].encode()).hexdigest()
+    claims = realm.assert_issued_to(output["accessToken"], client_id)
+    assert output["expiresAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims["exp"]))
+
+    wrong = token_command("-f", str(credentials_file(tmp_path, client_id, CANARY, issuerURL=realm.issuer)),
+                          "--allow-insecure-http")
+    assert wrong.returncode == 3, wrong.stderr
+    assert wrong.stdout == ""
+    assert wrong.stderr.startswith("InvalidClient: "), wrong.stderr
+    assert "unauthorized_client" in wrong.stderr
+    assert_no_secret(wrong.stderr, CANARY)
+
+
+# ------------------------------------------------------------ a ServiceAccount token as the client assertion
+
+
+@pytest.fixture(scope="module")
+def federation(keycloak: Keycloak, kube_env: EnvTest, realm: Realm) -> Iterator[dict[str, str]]:
+    """Keycloak trusts the test API server as a Kubernetes identity provider (Keycloak 26.x ``federated-jwt``).
+
+    The API server's ServiceAccount issuer is ``https://127.0.0.1:<port>`` (tests/support/envtest.py); Keycloak
+    fetches ``<issuer>/.well-known/openid-configuration`` and the JWKS from it, trusting the API server's CA
+    (``--truststore-paths``, from the ``keycloak`` fixture), anonymously: that needs the discovery role bound to
+    ``system:unauthenticated``, as on clusters that publish their issuer.
+    """
+    api = kube_env.api_client()
+    rbac, core = k8s.RbacAuthorizationV1Api(api), k8s.CoreV1Api(api)
+    binding = "oto-keycloak-issuer-discovery"
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": binding},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "system:service-account-issuer-discovery"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"}],
+    })
+    namespace = f"kc-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    for name in ("workload", "other-workload"):
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    keycloak.admin.create_identity_provider(realm.name, "cluster", "kubernetes",
+                                            {"issuer": kube_env.service_account_issuer})
+    client_id = realm.client("federated", "federated-jwt", attributes={
+        "jwt.credential.issuer": "cluster", "jwt.credential.sub": f"system:serviceaccount:{namespace}:workload"})
+    try:
+        yield {"namespace": namespace, "client_id": client_id}
+    finally:
+        try:
+            core.delete_namespace(namespace)
+            rbac.delete_cluster_role_binding(binding)
+        except ApiException:
+            pass
+        api.close()
+
+
+def service_account_token(kube_env: EnvTest, namespace: str, name: str, audience: str) -> str:
+    """A token minted by the real API server (TokenRequest API), as the operator will mint it."""
+    with kube_env.api_client() as api:
+        answer = k8s.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, {
+            "spec": {"audiences": [audience], "expirationSeconds": 600}})
+    token: str = answer.status.token
+    return token
+
+
+def federated_request(realm: Realm, client_id: str, assertion: str) -> httpx.Response:
+    return httpx.post(realm.token_endpoint, trust_env=False, timeout=30.0, data={
+        "grant_type": "client_credentials", "client_id": client_id,
+        "client_assertion_type": JWT_BEARER, "client_assertion": assertion})
+
+
+def test_service_account_token_as_client_assertion_at_the_keycloak_level(
+        kube_env: EnvTest, realm: Realm, federation: dict[str, str]) -> None:
+    """Keycloak's side of ``authMethod: kubernetes_service_account``: a token of the named ServiceAccount, with
+    the realm issuer as its audience, is a client assertion Keycloak verifies against the API server's JWKS.
+    The project's TokenClient takes this over once it implements the method (branch sa-auth)."""
+    namespace, client_id = federation["namespace"], federation["client_id"]
+
+    granted = federated_request(realm, client_id, service_account_token(kube_env, namespace, "workload",
+                                                                         realm.issuer))
+
+    assert granted.status_code == 200, granted.text
+    realm.assert_issued_to(granted.json()["access_token"], client_id)
+
+    # What Keycloak checks, each refused: another ServiceAccount's token, and the token endpoint as audience.
+    other = federated_request(realm, client_id, service_account_token(kube_env, namespace, "other-workload",
+                                                                       realm.issuer))
+    assert (other.status_code, other.json()["error"]) == (401, "invalid_client"), other.text
+    wrong_audience = federated_request(realm, client_id, service_account_token(kube_env, namespace, "workload",
+                                                                                realm.token_endpoint))
+    assert (wrong_audience.status_code, wrong_audience.json()) == (
+        400, {"error": "invalid_client", "error_description": "Invalid token audience"})
