@@ -18,10 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "API_VERSION",
+    "CLIENT_SECRET_EXPIRES_AT_KEY",
     "GROUP",
+    "HMAC_ALGORITHMS",
     "KIND",
     "PLURAL",
     "REFRESH_ANNOTATION",
+    "SECRET_FREE_METHODS",
     "SHORT_NAME",
     "TEMPLATE_PLACEHOLDERS",
     "VERSION",
@@ -37,6 +40,7 @@ __all__ = [
     "RefreshPolicy",
     "RolloutRestartTarget",
     "SecretKeyRef",
+    "ServiceAccountAssertion",
     "SigningAlgorithm",
     "TLSConfig",
     "TargetSecret",
@@ -52,6 +56,8 @@ PLURAL = "oauthclientcredentials"
 SINGULAR = "oauthclientcredential"
 SHORT_NAME = "occ"
 REFRESH_ANNOTATION = f"{GROUP}/refresh"
+# RFC 7591's name for when a client secret expires; read from the credentials Secret when present.
+CLIENT_SECRET_EXPIRES_AT_KEY = "client_secret_expires_at"
 
 # RFC 3986 scheme + something that could be a host; finer checks (http vs https) happen in the operator,
 # because whether plain http is allowed is an operator setting, not a property of the resource.
@@ -81,10 +87,12 @@ class AuthMethod(StrEnum):
     CLIENT_SECRET_POST = "client_secret_post"
     PRIVATE_KEY_JWT = "private_key_jwt"
     TLS_CLIENT_AUTH = "tls_client_auth"
+    CLIENT_SECRET_JWT = "client_secret_jwt"
+    KUBERNETES_SERVICE_ACCOUNT = "kubernetes_service_account"
 
 
 class SigningAlgorithm(StrEnum):
-    """JWS algorithms for ``private_key_jwt`` client assertions."""
+    """JWS algorithms for client assertions: RS*/PS*/ES* for ``private_key_jwt``, HS* for ``client_secret_jwt``."""
 
     RS256 = "RS256"
     RS384 = "RS384"
@@ -95,6 +103,13 @@ class SigningAlgorithm(StrEnum):
     ES256 = "ES256"
     ES384 = "ES384"
     ES512 = "ES512"
+    HS256 = "HS256"
+    HS384 = "HS384"
+    HS512 = "HS512"
+
+
+# The HMAC algorithms: only these with client_secret_jwt, and client_secret_jwt only with these.
+HMAC_ALGORITHMS = frozenset({SigningAlgorithm.HS256, SigningAlgorithm.HS384, SigningAlgorithm.HS512})
 
 
 class ClientCredentialsSecretRef(_Model):
@@ -106,7 +121,13 @@ class ClientCredentialsSecretRef(_Model):
                                description="Key in the Secret holding the client ID (consumer key).")
     client_secret_key: str = Field("client_secret", alias="clientSecretKey", pattern=KEY_PATTERN,
                                    description="Key in the Secret holding the client secret (consumer secret). "
-                                               "Not read for private_key_jwt and tls_client_auth.")
+                                               "Read only by client_secret_basic, client_secret_post and "
+                                               "client_secret_jwt.")
+    expires_at_key: str | None = Field(
+        None, alias="expiresAtKey", pattern=KEY_PATTERN,
+        description="Key in the Secret saying when the client secret expires (RFC 3339 or Unix seconds; 0 = "
+                    "never): shown in status.credentialsExpireAt and warned about ahead of time. Default: "
+                    "client_secret_expires_at (RFC 7591's name), read when present; a key named here must exist.")
 
 
 class SecretKeyRef(_Model):
@@ -116,6 +137,24 @@ class SecretKeyRef(_Model):
                       pattern=NAME_PATTERN, max_length=253)
     key: str = Field("private_key", pattern=KEY_PATTERN,
                      description="Key in the Secret holding the PEM-encoded private key (RSA or EC).")
+
+
+class ServiceAccountAssertion(_Model):
+    """A ServiceAccount whose tokens authenticate the client (authMethod kubernetes_service_account)."""
+
+    service_account_name: str = Field(
+        alias="serviceAccountName", pattern=NAME_PATTERN, max_length=253,
+        description="The ServiceAccount, in the same namespace as this resource. It must opt in with the "
+                    "annotation oauth-token-operator.dev/token-audiences listing the audience (comma-separated).")
+    audience: str | None = Field(
+        None, min_length=1, max_length=2048,
+        description="The aud of the minted token: what the authorization server expects, e.g. "
+                    "api://AzureADTokenExchange for Entra ID or the realm issuer for Keycloak. Default: the "
+                    "token endpoint URL.")
+    expiration_seconds: int = Field(
+        600, alias="expirationSeconds", ge=600, le=3600,
+        description="Requested lifetime of each minted token (TokenRequest API; at least 600). A token is "
+                    "minted for every token request and used once, so a longer lifetime only adds risk.")
 
 
 class LocalObjectRef(_Model):
@@ -233,6 +272,23 @@ class RefreshPolicy(_Model):
         return self
 
 
+# Methods that read no client secret: with spec.clientID they need no credentials Secret at all.
+SECRET_FREE_METHODS = frozenset(
+    {AuthMethod.PRIVATE_KEY_JWT, AuthMethod.TLS_CLIENT_AUTH, AuthMethod.KUBERNETES_SERVICE_ACCOUNT})
+# Messages of the cross-field rules, shared by the CEL rules and the pydantic validator.
+_NO_CLIENT_ID = "set clientID or clientCredentialsSecretRef (whose clientIDKey holds the client ID)"
+_TWO_CLIENT_IDS = ("set the client ID in one place: clientID or clientCredentialsSecretRef.clientIDKey, "
+                   "not both")
+_NEEDS_SECRET = ("this authMethod needs clientCredentialsSecretRef (the client secret); only private_key_jwt, "
+                 "tls_client_auth and kubernetes_service_account work with clientID alone")
+_HS_ONLY_FOR_SECRET_JWT = "signingAlgorithm HS256, HS384 and HS512 are only for authMethod client_secret_jwt"
+_SECRET_JWT_ONLY_HS = "authMethod client_secret_jwt signs with signingAlgorithm HS256, HS384 or HS512"
+_SA_ASSERTION_PAIRING = ("authMethod kubernetes_service_account needs serviceAccountAssertion, and "
+                         "serviceAccountAssertion is only for that authMethod")
+_SA_AUDIENCE = ("authMethod kubernetes_service_account takes its audience from serviceAccountAssertion.audience, "
+                "not assertionAudience")
+
+
 class OAuthClientCredentialSpec(_Model):
     """Where and how to request a client_credentials token, and where to keep it."""
 
@@ -247,6 +303,26 @@ class OAuthClientCredentialSpec(_Model):
                 {"rule": "!has(self.authMethod) || self.authMethod != 'tls_client_auth' "
                          "|| (has(self.tls) && has(self.tls.clientCertificateSecretRef))",
                  "message": "authMethod tls_client_auth needs tls.clientCertificateSecretRef"},
+                {"rule": "has(self.clientID) || has(self.clientCredentialsSecretRef)",
+                 "message": _NO_CLIENT_ID},
+                {"rule": "!has(self.clientID) || !has(self.clientCredentialsSecretRef) "
+                         "|| self.clientCredentialsSecretRef.clientIDKey == 'client_id'",
+                 "message": _TWO_CLIENT_IDS},
+                {"rule": "has(self.clientCredentialsSecretRef) || (has(self.authMethod) && self.authMethod in "
+                         + str(sorted(m.value for m in SECRET_FREE_METHODS)) + ")",
+                 "message": _NEEDS_SECRET},
+                {"rule": "!has(self.signingAlgorithm) || !self.signingAlgorithm.startsWith('HS') "
+                         "|| (has(self.authMethod) && self.authMethod == 'client_secret_jwt')",
+                 "message": _HS_ONLY_FOR_SECRET_JWT},
+                {"rule": "!has(self.authMethod) || self.authMethod != 'client_secret_jwt' "
+                         "|| !has(self.signingAlgorithm) || self.signingAlgorithm.startsWith('HS')",
+                 "message": _SECRET_JWT_ONLY_HS},
+                {"rule": "(has(self.authMethod) && self.authMethod == 'kubernetes_service_account') "
+                         "== has(self.serviceAccountAssertion)",
+                 "message": _SA_ASSERTION_PAIRING},
+                {"rule": "!has(self.assertionAudience) || !has(self.authMethod) "
+                         "|| self.authMethod != 'kubernetes_service_account'",
+                 "message": _SA_AUDIENCE},
             ]
         }
     )
@@ -260,29 +336,43 @@ class OAuthClientCredentialSpec(_Model):
         description="An OAuth 2.0 / OpenID Connect issuer; the token endpoint is found through RFC 8414 "
                     "(/.well-known/oauth-authorization-server) or OpenID discovery "
                     "(/.well-known/openid-configuration). Exactly one of tokenURL and issuerURL.")
-    client_credentials_secret_ref: ClientCredentialsSecretRef = Field(
-        alias="clientCredentialsSecretRef",
-        description="The Secret holding the client ID and secret, in the same namespace.")
+    client_id: str | None = Field(
+        None, alias="clientID", min_length=1, max_length=1024,
+        description="The client ID, when no Secret holds it (a client ID is not a secret). Then the "
+                    "credentials Secret is needed only by the methods that use a client secret, and its "
+                    "clientIDKey is not read.")
+    client_credentials_secret_ref: ClientCredentialsSecretRef | None = Field(
+        None, alias="clientCredentialsSecretRef",
+        description="The Secret holding the client ID and secret, in the same namespace. Optional for "
+                    "private_key_jwt, tls_client_auth and kubernetes_service_account when clientID is set.")
     auth_method: AuthMethod = Field(
         AuthMethod.CLIENT_SECRET_BASIC, alias="authMethod",
         description="Client authentication: client_secret_basic (HTTP Basic, the default), client_secret_post "
-                    "(credentials in the form body), private_key_jwt (RFC 7523 signed assertion) or "
-                    "tls_client_auth (RFC 8705 mutual TLS).")
+                    "(credentials in the form body), client_secret_jwt (a JWT signed with the client secret, "
+                    "which is never sent), private_key_jwt (RFC 7523 signed assertion), tls_client_auth (RFC "
+                    "8705 mutual TLS) or kubernetes_service_account (a ServiceAccount token minted for each "
+                    "request as the RFC 7523 assertion: workload identity federation, no secret at all).")
+    service_account_assertion: ServiceAccountAssertion | None = Field(
+        None, alias="serviceAccountAssertion",
+        description="For authMethod kubernetes_service_account: which ServiceAccount's tokens authenticate the "
+                    "client, for which audience and how long each lives.")
     private_key_secret_ref: SecretKeyRef | None = Field(
         None, alias="privateKeySecretRef",
         description="The PEM private key (RSA or EC) that signs private_key_jwt assertions.")
     signing_algorithm: SigningAlgorithm | None = Field(
         None, alias="signingAlgorithm",
-        description="JWS algorithm for private_key_jwt. Default: RS256 for RSA keys, ES256/ES384/ES512 for "
-                    "EC keys by curve.")
+        description="JWS algorithm of the client assertion. private_key_jwt: RS*/PS*/ES*, default RS256 for "
+                    "RSA keys and ES256/ES384/ES512 for EC keys by curve. client_secret_jwt: HS256 (default), "
+                    "HS384 or HS512.")
     signing_key_id: str | None = Field(
         None, alias="signingKeyID", max_length=256,
         description="The kid header of private_key_jwt assertions: the key's id in the JWKS registered with "
                     "the server, for servers that hold several keys per client.")
     assertion_audience: str | None = Field(
         None, alias="assertionAudience", max_length=2048,
-        description="The aud claim of private_key_jwt assertions. Default: the token endpoint URL. Some "
-                    "servers want the issuer instead.")
+        description="The aud claim of private_key_jwt and client_secret_jwt assertions. Default: the token "
+                    "endpoint URL. Some servers want the issuer instead. (kubernetes_service_account uses "
+                    "serviceAccountAssertion.audience.)")
     scopes: list[str] = Field(default_factory=list,
                               description="Scopes to request, sent space-separated in the scope parameter "
                                           "(e.g. api://app/.default for Entra ID).")
@@ -300,6 +390,11 @@ class OAuthClientCredentialSpec(_Model):
                     "client_id, client_secret, client_assertion, client_assertion_type, scope, audience or "
                     "resource.")
     tls: TLSConfig | None = Field(None, description="TLS settings for the token endpoint.")
+    credentials_expiry_warning: str | None = Field(
+        None, alias="credentialsExpiryWarning", pattern=DURATION_PATTERN,
+        description="How long before the client secret expires (see clientCredentialsSecretRef.expiresAtKey) "
+                    "the CredentialsExpiring condition turns True and a Warning Event is posted (Go duration, "
+                    "e.g. 336h). Default: the operator setting credentialsExpiryWarning (168h).")
     target: TargetSecret = Field(description="The Secret that receives the token.")
     refresh_policy: RefreshPolicy | None = Field(
         None, alias="refreshPolicy", description="When to request a new token; defaults suit most users.")
@@ -327,6 +422,22 @@ class OAuthClientCredentialSpec(_Model):
             self.tls is None or self.tls.client_certificate_secret_ref is None
         ):
             raise ValueError("authMethod tls_client_auth needs tls.clientCertificateSecretRef")
+        secret_ref = self.client_credentials_secret_ref
+        if self.client_id is None and secret_ref is None:
+            raise ValueError(_NO_CLIENT_ID)
+        if self.client_id is not None and secret_ref is not None and secret_ref.client_id_key != "client_id":
+            raise ValueError(_TWO_CLIENT_IDS)
+        if secret_ref is None and self.auth_method not in SECRET_FREE_METHODS:
+            raise ValueError(_NEEDS_SECRET)
+        hmac = self.signing_algorithm in HMAC_ALGORITHMS
+        if hmac and self.auth_method is not AuthMethod.CLIENT_SECRET_JWT:
+            raise ValueError(_HS_ONLY_FOR_SECRET_JWT)
+        if self.auth_method is AuthMethod.CLIENT_SECRET_JWT and self.signing_algorithm is not None and not hmac:
+            raise ValueError(_SECRET_JWT_ONLY_HS)
+        if (self.auth_method is AuthMethod.KUBERNETES_SERVICE_ACCOUNT) != (self.service_account_assertion is not None):
+            raise ValueError(_SA_ASSERTION_PAIRING)
+        if self.assertion_audience is not None and self.auth_method is AuthMethod.KUBERNETES_SERVICE_ACCOUNT:
+            raise ValueError(_SA_AUDIENCE)
         return self
 
 
@@ -355,6 +466,10 @@ class OAuthClientCredentialStatus(_Model):
     conditions: list[Condition] = Field(default_factory=list, description="Ready and its reason.")
     expires_at: datetime | None = Field(None, alias="expiresAt",
                                         description="When the token now in the target Secret expires.")
+    credentials_expire_at: datetime | None = Field(
+        None, alias="credentialsExpireAt",
+        description="When the client secret expires, as the credentials Secret says (client_secret_expires_at "
+                    "or clientCredentialsSecretRef.expiresAtKey); absent when it does not say or never expires.")
     expiry_source: Literal["expires_in", "jwt_exp", "default"] | None = Field(
         None, alias="expirySource",
         description="Where expiresAt came from: the response's expires_in, the JWT's exp claim, or the "

@@ -13,12 +13,13 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import secrets
 import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -33,6 +34,11 @@ from .errors import (
     TokenRequestRefused,
 )
 from .settings import OperatorSettings
+
+if TYPE_CHECKING:
+    from .api import OAuthClientCredential
+    from .tokens.client import TokenClient
+    from .tokens.model import ClientConfig
 
 __all__ = ["main"]
 
@@ -56,6 +62,9 @@ TOKEN_EXAMPLE = textwrap.dedent("""\
 
       $ oauth-token-operator token -f credentials.yaml
       {"tokenType": "Bearer", "expiresAt": "2026-11-24T18:30:00Z", "scope": null, "tokenSHA256": "9f86d0..."}
+
+    authMethod kubernetes_service_account mints the ServiceAccount token in the cluster of $KUBECONFIG (the
+    ServiceAccount named in the file, in the resource's namespace); without KUBECONFIG it exits with 2.
 
     exit status: 0 token issued; 2 bad input (file, spec, missing reference); 3 the server refused
     (401/403, invalid_client, other 4xx); 4 endpoint unavailable or invalid response.
@@ -189,12 +198,43 @@ def _load_documents(path: Path) -> list[dict[str, Any]]:
     return docs
 
 
+async def _with_minted_assertion(resource: OAuthClientCredential, config: ClientConfig,
+                                 client: TokenClient) -> ClientConfig:
+    """authMethod kubernetes_service_account: mint the ServiceAccount token with the cluster of $KUBECONFIG."""
+    if not os.environ.get("KUBECONFIG"):
+        raise InvalidSpec(
+            "authMethod kubernetes_service_account needs a cluster to mint the ServiceAccount token: set "
+            "KUBECONFIG to a kubeconfig that may get serviceaccounts and create serviceaccounts/token in "
+            f"namespace {resource.metadata.namespace}")
+    import kubernetes
+
+    from .kube.client import KubeClient
+    from .kube.serviceaccounts import with_service_account_assertion
+
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # ConfigException, a missing or unreadable file, bad YAML: all "fix KUBECONFIG"
+        raise InvalidSpec(f"cannot use KUBECONFIG to mint the ServiceAccount token ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+    kube = KubeClient(kubernetes.client.ApiClient(configuration), threads=1)
+    try:
+        endpoint = await client.token_endpoint(config)
+        return await with_service_account_assertion(kube, resource, config, endpoint)
+    finally:
+        await kube.close()
+
+
 async def _token(path: Path, settings: OperatorSettings, *, show_token: bool) -> int:
+    from datetime import UTC, datetime
+
     from .app import token_client
+    from .credentials_expiry import credentials_expiry_condition, expiry_warning, note_expired_credentials
     from .kube.target import rfc3339
     from .reconcile import parse_resource
     from .resolve import resolve_client_config
     from .schedule import default_lifetime
+    from .tokens.clientauth import Credential, strategy_for
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -215,10 +255,21 @@ async def _token(path: Path, settings: OperatorSettings, *, show_token: bool) ->
         body["metadata"].setdefault("namespace", "default")
         resource = parse_resource(body)
         resolved = await resolve_client_config(resource, _FileObjects(docs))
+        expiry = credentials_expiry_condition(
+            resolved.credentials_expire_at, now=datetime.now(UTC),
+            warning=expiry_warning(resource.spec.credentials_expiry_warning, settings.credentials_expiry_warning),
+            where=resolved.config.credentials_source or "the credentials Secret")
+        if expiry is not None and expiry.status == "True":
+            print(f"warning: {expiry.message}", file=sys.stderr)
         lifetime = default_lifetime(resource.spec.refresh_policy, settings)
         client = token_client(settings)
         try:
-            result = await client.fetch_token(resolved.config, default_lifetime=lifetime)
+            config = resolved.config
+            if Credential.SERVICE_ACCOUNT_TOKEN in strategy_for(config.auth_method).needs:
+                config = await _with_minted_assertion(resource, config, client)
+            result = await client.fetch_token(config, default_lifetime=lifetime)
+        except TokenRequestRefused as exc:  # after the expiry date, that is nearly always why
+            raise note_expired_credentials(exc, resolved.credentials_expire_at, now=datetime.now(UTC)) from None
         finally:
             await client.aclose()
     except OperatorError as exc:

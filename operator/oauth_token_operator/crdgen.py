@@ -40,6 +40,8 @@ _PRINTER_COLUMNS = [
     # type string, not date: kubectl renders a date column as an age, which is "<invalid>" for a future time.
     {"name": "Expires", "type": "string", "jsonPath": ".status.expiresAt",
      "description": "When the token in the target Secret expires."},
+    {"name": "Credentials Expire", "type": "string", "jsonPath": ".status.credentialsExpireAt",
+     "description": "When the client secret expires, as the credentials Secret says."},
     {"name": "Next Refresh", "type": "string", "jsonPath": ".status.nextRefreshTime", "priority": 1,
      "description": "When the operator next requests a token."},
     {"name": "Secret", "type": "string", "jsonPath": ".spec.target.secretName", "priority": 1,

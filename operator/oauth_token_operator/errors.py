@@ -7,7 +7,8 @@ reason, the Event reason and the metric label all come from here), and whether w
     ├── InputError                    the user's objects must change before a retry can succeed
     │   ├── InvalidSpec               the spec cannot be used as written            (InvalidSpec)
     │   ├── CredentialsNotFound       a referenced Secret/ConfigMap or key is missing (CredentialsNotFound)
-    │   └── TargetSecretConflict      the target Secret exists and is not ours       (TargetSecretConflict)
+    │   ├── TargetSecretConflict      the target Secret exists and is not ours       (TargetSecretConflict)
+    │   └── AssertionNotPermitted     the ServiceAccount did not opt in to that audience (AssertionNotPermitted)
     └── TokenError                    the token endpoint did not give us a usable token
         ├── TokenRequestRefused       the server said no (4xx / OAuth error): retried slowly
         │   ├── InvalidClient         401, 403, invalid_client, unauthorized_client  (InvalidClient)
@@ -26,6 +27,7 @@ from __future__ import annotations
 from .reasons import Reason
 
 __all__ = [
+    "AssertionNotPermitted",
     "CredentialsNotFound",
     "EndpointUnavailable",
     "InputError",
@@ -69,6 +71,13 @@ class CredentialsNotFound(InputError):
 
 class TargetSecretConflict(InputError):
     reason = Reason.TARGET_SECRET_CONFLICT
+
+
+class AssertionNotPermitted(InputError):
+    """The ServiceAccount of ``serviceAccountAssertion`` does not allow tokens for that audience (its annotation
+    ``oauth-token-operator.dev/token-audiences`` is missing or does not list it): nothing was minted."""
+
+    reason = Reason.ASSERTION_NOT_PERMITTED
 
 
 class TokenError(OperatorError):

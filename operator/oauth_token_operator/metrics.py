@@ -46,6 +46,10 @@ class Metrics:
             "oauth_token_operator_token_expiry_timestamp_seconds",
             "Unix time at which the token in the target Secret expires.", ["namespace", "name"],
             registry=self.registry)
+        self.credentials_expiry = Gauge(
+            "oauth_token_operator_credentials_expiry_timestamp_seconds",
+            "Unix time at which the client secret expires, as the credentials Secret says (no series when it "
+            "does not say).", ["namespace", "name"], registry=self.registry)
         self.consecutive_failures = Gauge(
             "oauth_token_operator_consecutive_failures", "Failed token requests since the last success.",
             ["namespace", "name"], registry=self.registry)
@@ -73,9 +77,19 @@ class Metrics:
         if expires_at is not None:
             self.token_expiry.labels(namespace=namespace, name=name).set(expires_at)
 
+    def observe_credentials_expiry(self, *, namespace: str, name: str, expires_at: float | None) -> None:
+        """Set the credentials expiry gauge, or drop its series when the Secret no longer says."""
+        if expires_at is not None:
+            self.credentials_expiry.labels(namespace=namespace, name=name).set(expires_at)
+        else:
+            try:
+                self.credentials_expiry.remove(namespace, name)
+            except KeyError:
+                pass
+
     def forget_resource(self, *, namespace: str, name: str) -> None:
         self._ready.pop(f"{namespace}/{name}", None)
-        for gauge in (self.consecutive_failures, self.token_expiry):
+        for gauge in (self.consecutive_failures, self.token_expiry, self.credentials_expiry):
             try:
                 gauge.remove(namespace, name)
             except KeyError:

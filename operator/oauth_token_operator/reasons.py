@@ -21,3 +21,4 @@ class Reason(StrEnum):
     CREDENTIALS_NOT_FOUND = "CredentialsNotFound"
     INVALID_SPEC = "InvalidSpec"
     TARGET_SECRET_CONFLICT = "TargetSecretConflict"
+    ASSERTION_NOT_PERMITTED = "AssertionNotPermitted"

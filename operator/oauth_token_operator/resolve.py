@@ -16,12 +16,15 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from .api import REFRESH_ANNOTATION, AuthMethod, OAuthClientCredential
-from .errors import CredentialsNotFound
+from .api import CLIENT_SECRET_EXPIRES_AT_KEY, REFRESH_ANNOTATION, OAuthClientCredential
+from .credentials_expiry import parse_credentials_expiry
+from .errors import CredentialsNotFound, InvalidSpec
+from .tokens.clientauth import Credential, strategy_for
 from .tokens.model import ClientConfig, TLSMaterial
 
 __all__ = ["ObjectSource", "RefKey", "Resolved", "inputs_hash", "referenced_objects", "resolve_client_config"]
@@ -42,13 +45,18 @@ class ObjectSource(Protocol):
 class Resolved:
     config: ClientConfig
     versions: dict[RefKey, str]  # resourceVersion of every object read, to notice changes
+    credentials_expire_at: datetime | None = None
+    """When the client secret expires, as the credentials Secret says (None: it does not say, or never)."""
 
 
 def referenced_objects(resource: OAuthClientCredential) -> set[RefKey]:
     """Every object the resource reads, whether or not it exists yet (so its creation can be noticed)."""
     spec = resource.spec
-    refs: set[RefKey] = {("Secret", spec.client_credentials_secret_ref.name)}
-    if spec.auth_method is AuthMethod.PRIVATE_KEY_JWT and spec.private_key_secret_ref is not None:
+    needs = strategy_for(spec.auth_method).needs
+    refs: set[RefKey] = set()
+    if spec.client_credentials_secret_ref is not None:
+        refs.add(("Secret", spec.client_credentials_secret_ref.name))
+    if Credential.PRIVATE_KEY in needs and spec.private_key_secret_ref is not None:
         refs.add(("Secret", spec.private_key_secret_ref.name))
     if spec.tls is not None:
         if spec.tls.ca_bundle_ref is not None:
@@ -80,6 +88,13 @@ class _Reader:
             self.versions[key] = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         return self._cache[key]
 
+    async def optional_value(self, kind: str, name: str, key: str) -> str | None:
+        """The value of ``key``, or None when the object (which must exist) has no such key."""
+        obj = await self._object(kind, name)
+        if not any(key in (obj.get(part) or {}) for part in ("stringData", "data", "binaryData")):
+            return None
+        return await self.value(kind, name, key)
+
     async def value(self, kind: str, name: str, key: str) -> str:
         obj = await self._object(kind, name)
         string_data = obj.get("stringData") or {}
@@ -108,14 +123,34 @@ class _Reader:
 async def resolve_client_config(resource: OAuthClientCredential, source: ObjectSource) -> Resolved:
     """Read every referenced object and build the request configuration, or raise CredentialsNotFound."""
     spec = resource.spec
-    reader = _Reader(source, resource.metadata.namespace)
+    namespace = resource.metadata.namespace
+    strategy = strategy_for(spec.auth_method)
+    reader = _Reader(source, namespace)
     creds = spec.client_credentials_secret_ref
-    client_id = await reader.value("Secret", creds.name, creds.client_id_key)
+    if creds is None and (spec.client_id is None or strategy.needs_client_secret):
+        # The models refuse such a spec; this keeps an object stored before the rule from failing obscurely.
+        raise InvalidSpec(f"authMethod {spec.auth_method} needs clientCredentialsSecretRef")
+    if spec.client_id is not None:
+        client_id = spec.client_id
+        source_text = f"spec.clientID of OAuthClientCredential {namespace}/{resource.metadata.name}"
+    else:
+        assert creds is not None
+        client_id = await reader.value("Secret", creds.name, creds.client_id_key)
+    if creds is not None:
+        source_text = f"Secret {namespace}/{creds.name}"
     client_secret: SecretStr | None = None
-    if spec.auth_method in (AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST):
+    if strategy.needs_client_secret:
+        assert creds is not None
         client_secret = SecretStr(await reader.value("Secret", creds.name, creds.client_secret_key))
+    expires_at: datetime | None = None
+    if creds is not None:
+        key = creds.expires_at_key or CLIENT_SECRET_EXPIRES_AT_KEY
+        read = reader.value if creds.expires_at_key else reader.optional_value
+        text = await read("Secret", creds.name, key)
+        if text is not None:
+            expires_at = parse_credentials_expiry(text, where=f"Secret {namespace}/{creds.name} key {key!r}")
     private_key: SecretStr | None = None
-    if spec.auth_method is AuthMethod.PRIVATE_KEY_JWT and spec.private_key_secret_ref is not None:
+    if Credential.PRIVATE_KEY in strategy.needs and spec.private_key_secret_ref is not None:
         ref = spec.private_key_secret_ref
         private_key = SecretStr(await reader.value("Secret", ref.name, ref.key))
     tls = TLSMaterial()
@@ -146,9 +181,9 @@ async def resolve_client_config(resource: OAuthClientCredential, source: ObjectS
         resources=tuple(spec.resources),
         extra_params=tuple(sorted(spec.extra_params.items())),
         tls=tls,
-        credentials_source=f"Secret {resource.metadata.namespace}/{creds.name}",
+        credentials_source=source_text,
     )
-    return Resolved(config=config, versions=reader.versions)
+    return Resolved(config=config, versions=reader.versions, credentials_expire_at=expires_at)
 
 
 def inputs_hash(resource: OAuthClientCredential, versions: dict[RefKey, str]) -> str:

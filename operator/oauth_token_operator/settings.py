@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .api import DURATION_PATTERN
+
 __all__ = ["OperatorSettings"]
 
 
@@ -61,3 +63,8 @@ class OperatorSettings(BaseSettings):
                                       "expiry when the lifetime allows.")
     kube_client_threads: int = Field(
         16, ge=1, le=256, description="Threads for calls through the (synchronous) Kubernetes client.")
+    credentials_expiry_warning: str = Field(
+        "168h", pattern=DURATION_PATTERN,
+        description="How long before a client secret expires (the credentials Secret's client_secret_expires_at) "
+                    "the CredentialsExpiring condition turns True and a Warning Event is posted (Go duration); "
+                    "a resource's spec.credentialsExpiryWarning overrides it.")

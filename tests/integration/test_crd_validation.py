@@ -80,10 +80,48 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("mtls-without-tls", minimal(authMethod="tls_client_auth"), "tls_client_auth needs tls.clientCertificateSecretRef"),
     ("mtls-without-cert", minimal(authMethod="tls_client_auth", tls={"caBundleRef": {"name": "idp-ca"}}),
      "tls_client_auth needs tls.clientCertificateSecretRef"),
-    ("unknown-auth-method", minimal(authMethod="client_secret_jwt"), "spec.authMethod"),
+    ("unknown-auth-method", minimal(authMethod="client_secret_hmac"), "spec.authMethod"),
     ("bad-secret-name", minimal(target={"secretName": "Torch_Token"}), "spec.target.secretName"),
     ("no-target", minimal(target=None), "spec.target"),
-    ("no-credentials", minimal(clientCredentialsSecretRef=None), "spec.clientCredentialsSecretRef"),
+    ("no-credentials", minimal(clientCredentialsSecretRef=None), "set clientID or clientCredentialsSecretRef"),
+    ("client-id-alone-for-a-secret-method", minimal(clientID="app", clientCredentialsSecretRef=None),
+     "this authMethod needs clientCredentialsSecretRef"),
+    ("client-id-alone-for-secret-jwt", minimal(clientID="app", clientCredentialsSecretRef=None,
+                                               authMethod="client_secret_jwt"),
+     "this authMethod needs clientCredentialsSecretRef"),
+    ("two-client-ids", minimal(clientID="app", clientCredentialsSecretRef={"name": "c", "clientIDKey": "id"}),
+     "set the client ID in one place"),
+    ("empty-client-id", minimal(clientID=""), "spec.clientID"),
+    ("hs-with-private-key-jwt", minimal(authMethod="private_key_jwt", privateKeySecretRef={"name": "k"},
+                                        signingAlgorithm="HS256"),
+     "HS256, HS384 and HS512 are only for authMethod client_secret_jwt"),
+    ("hs-with-basic", minimal(signingAlgorithm="HS512"),
+     "HS256, HS384 and HS512 are only for authMethod client_secret_jwt"),
+    ("secret-jwt-with-rs256", minimal(authMethod="client_secret_jwt", signingAlgorithm="RS256"),
+     "client_secret_jwt signs with signingAlgorithm HS256, HS384 or HS512"),
+    ("sa-without-assertion", minimal(authMethod="kubernetes_service_account"),
+     "kubernetes_service_account needs serviceAccountAssertion"),
+    ("assertion-without-sa", minimal(serviceAccountAssertion={"serviceAccountName": "sa"}),
+     "serviceAccountAssertion is only for that authMethod"),
+    ("sa-with-assertion-audience", minimal(authMethod="kubernetes_service_account",
+                                           serviceAccountAssertion={"serviceAccountName": "sa"},
+                                           assertionAudience="https://idp.example.com"),
+     "takes its audience from serviceAccountAssertion.audience"),
+    ("sa-expiration-too-short", minimal(authMethod="kubernetes_service_account",
+                                        serviceAccountAssertion={"serviceAccountName": "sa", "expirationSeconds": 60}),
+     "spec.serviceAccountAssertion.expirationSeconds"),
+    ("sa-expiration-too-long", minimal(authMethod="kubernetes_service_account",
+                                       serviceAccountAssertion={"serviceAccountName": "sa",
+                                                                "expirationSeconds": 86400}),
+     "spec.serviceAccountAssertion.expirationSeconds"),
+    ("sa-bad-name", minimal(authMethod="kubernetes_service_account",
+                            serviceAccountAssertion={"serviceAccountName": "Torch_SA"}),
+     "spec.serviceAccountAssertion.serviceAccountName"),
+    ("sa-without-name", minimal(authMethod="kubernetes_service_account", serviceAccountAssertion={}),
+     "spec.serviceAccountAssertion.serviceAccountName"),
+    ("bad-expiry-warning", minimal(credentialsExpiryWarning="a week"), "spec.credentialsExpiryWarning"),
+    ("bad-expires-at-key", minimal(clientCredentialsSecretRef={"name": "c", "expiresAtKey": "a/b"}),
+     "spec.clientCredentialsSecretRef.expiresAtKey"),
     ("bad-credentials-name", minimal(clientCredentialsSecretRef={"name": "team/creds"}),
      "spec.clientCredentialsSecretRef.name"),
     ("unknown-restart-kind", minimal(rolloutRestartTargets=[{"kind": "Pod", "name": "x"}]),
@@ -144,6 +182,44 @@ def test_full_api_md_example_is_accepted_and_stored_as_written(custom: client.Cu
         assert stored["spec"] == FULL_EXAMPLE, "nothing pruned, nothing altered"
     finally:
         custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+
+
+#: The examples of API.md's "Credentials without a static secret" section, as a user would write them.
+NO_STATIC_SECRET_EXAMPLES: list[dict[str, Any]] = [
+    minimal(clientID="torch-app", authMethod="client_secret_jwt", signingAlgorithm="HS256",
+            clientCredentialsSecretRef={"name": "torch-client", "expiresAtKey": "valid_until"},
+            credentialsExpiryWarning="336h"),
+    minimal(clientID="torch-app", authMethod="client_secret_jwt", signingAlgorithm="HS512"),
+    minimal(tokenURL=None, issuerURL="https://sso.example.com/realms/apps", clientID="torch-app",
+            clientCredentialsSecretRef=None, authMethod="kubernetes_service_account",
+            serviceAccountAssertion={"serviceAccountName": "torch-client",
+                                     "audience": "https://sso.example.com/realms/apps", "expirationSeconds": 600}),
+    minimal(clientID="torch-app", clientCredentialsSecretRef=None, authMethod="private_key_jwt",
+            privateKeySecretRef={"name": "torch-jwt-key", "key": "private_key"}),
+    minimal(clientID="torch-app", clientCredentialsSecretRef=None, authMethod="tls_client_auth",
+            tls={"clientCertificateSecretRef": {"name": "torch-mtls"}}),
+]
+
+
+@pytest.mark.parametrize("spec", NO_STATIC_SECRET_EXAMPLES, ids=["secret-jwt", "secret-jwt-hs512", "service-account",
+                                                                 "private-key-jwt-client-id", "mtls-client-id"])
+def test_credentials_without_a_static_secret_are_accepted(custom: client.CustomObjectsApi,
+                                                          spec: dict[str, Any]) -> None:
+    model = OAuthClientCredentialSpec.model_validate(spec)
+    stored = apply(custom, spec)["spec"]
+    # What the server stored (with its defaults) is what the models read, and no Secret reference appears.
+    assert OAuthClientCredentialSpec.model_validate(stored).model_dump() == model.model_dump()
+    assert ("clientCredentialsSecretRef" in stored) == ("clientCredentialsSecretRef" in spec)
+
+
+def test_service_account_assertion_defaults(custom: client.CustomObjectsApi) -> None:
+    spec = minimal(clientID="app", clientCredentialsSecretRef=None, authMethod="kubernetes_service_account",
+                   serviceAccountAssertion={"serviceAccountName": "sa"})
+    stored = apply(custom, spec)["spec"]
+    model = OAuthClientCredentialSpec.model_validate(spec).service_account_assertion
+    assert model is not None
+    assert stored["serviceAccountAssertion"] == {"serviceAccountName": "sa",
+                                                 "expirationSeconds": model.expiration_seconds}
 
 
 def test_issuer_url_alone_is_accepted(custom: client.CustomObjectsApi) -> None:

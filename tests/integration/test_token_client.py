@@ -24,7 +24,7 @@ from tests.support.authserver import AuthServer
 from tests.support.gateways import AnalyticsGateway, ApigeeGateway, ScriptedResponse, ScriptedServer, WSO2Gateway
 from tests.support.pki import KeyType, TestCA, generate_private_key, private_key_pem
 
-from oauth_token_operator.api import AuthMethod
+from oauth_token_operator.api import AuthMethod, SigningAlgorithm
 from oauth_token_operator.errors import (
     EndpointUnavailable,
     InvalidClient,
@@ -295,6 +295,53 @@ async def test_private_key_jwt_with_an_unregistered_key(authserver: AuthServer, 
                                         private_key_pem=SecretStr(intruder), signing_key_id="k1"))
 
     assert "PRIVATE KEY" not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------- client_secret_jwt
+
+HMAC_SECRET = "hs-" + "k" * 61 + SPECIAL
+"""64+ bytes: long enough for HS512 (RFC 7518 §3.2), with the characters that break encodings."""
+
+
+@pytest.mark.parametrize("algorithm", [None, "HS384", "HS512"])
+async def test_client_secret_jwt_is_verified_by_authlib_with_the_secret(
+        authserver: AuthServer, client: TokenClient, algorithm: str | None) -> None:
+    authserver.add_client("hs-client", secret=HMAC_SECRET, auth_method="client_secret_jwt")
+    cfg = config(authserver.token_url, "hs-client", HMAC_SECRET, method=AuthMethod.CLIENT_SECRET_JWT,
+                 signing_algorithm=SigningAlgorithm(algorithm) if algorithm else None)
+
+    result = await client.fetch_token(cfg)
+
+    assert authserver.accepts(token_of(result))
+    [request] = authserver.requests
+    assert request.granted and request.auth_method == "client_secret_jwt" and request.client_id == "hs-client"
+    assert "client_secret" not in request.form_names and request.header("Authorization") is None
+    assert "client_assertion" in request.form_names
+
+
+async def test_client_secret_jwt_audience_may_be_the_issuer(authserver: AuthServer, client: TokenClient) -> None:
+    authserver.add_client("hs-client", secret=HMAC_SECRET, auth_method="client_secret_jwt")
+    cfg = config(authserver.token_url, "hs-client", HMAC_SECRET, method=AuthMethod.CLIENT_SECRET_JWT,
+                 assertion_audience=authserver.issuer)
+    assert authserver.accepts(token_of(await client.fetch_token(cfg)))
+
+    with pytest.raises(InvalidClient):  # an audience the server is not
+        await client.fetch_token(config(authserver.token_url, "hs-client", HMAC_SECRET,
+                                        method=AuthMethod.CLIENT_SECRET_JWT,
+                                        assertion_audience="https://elsewhere.example.com"))
+
+
+async def test_client_secret_jwt_with_a_wrong_secret_is_invalid_client(
+        authserver: AuthServer, client: TokenClient) -> None:
+    authserver.add_client("hs-client", secret=HMAC_SECRET, auth_method="client_secret_jwt")
+
+    with pytest.raises(InvalidClient) as caught:
+        await client.fetch_token(config(authserver.token_url, "hs-client", CANARY,
+                                        method=AuthMethod.CLIENT_SECRET_JWT))
+
+    assert "client_secret_jwt" in caught.value.message
+    assert_no_secret(caught.value, client_id="hs-client")
+    assert authserver.token_request_count(granted=True) == 0
 
 
 # ------------------------------------------------------------------------------------------ tls_client_auth

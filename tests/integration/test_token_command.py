@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.authserver import AuthServer
+from tests.support.authserver import AuthServer, FederatedTrust
+from tests.support.envtest import EnvTest
 from tests.support.gateways import ApigeeGateway, ScriptedResponse, ScriptedServer, WSO2Gateway
 from tests.support.operator_process import free_port
 from tests.support.pki import TestCA
@@ -73,7 +75,9 @@ def write(tmp_path: Path, *documents: dict[str, Any]) -> Path:
 
 def token_command(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
                   ) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OAUTH_TOKEN_OPERATOR_")}
+    # Hermetic: no operator settings and no cluster from the caller's environment unless a test passes them.
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith("OAUTH_TOKEN_OPERATOR_") and k != "KUBECONFIG"}
     return subprocess.run([sys.executable, "-m", "oauth_token_operator", "token", *args],
                           capture_output=True, text=True, timeout=60, input=stdin, check=False,
                           env={**environment, **(env or {})})
@@ -275,3 +279,108 @@ def test_answer_without_access_token_is_invalid_token_response(tmp_path: Path) -
         path = write(tmp_path, secret(), resource(scripted.token_url))
         stderr = failed(token_command("-f", str(path), "--allow-insecure-http"), 4, "InvalidTokenResponse")
     assert "without an access_token" in stderr
+
+
+# ------------------------------------------------------------------------ credentials without a static secret
+
+
+def test_client_secret_jwt_with_the_client_id_in_the_spec(server: AuthServer, tmp_path: Path) -> None:
+    hmac_secret = "cli-hs-" + "x" * 60
+    server.add_client("cli-hs", secret=hmac_secret, auth_method="client_secret_jwt")
+    path = write(tmp_path, secret(client_id="ignored", client_secret=hmac_secret),
+                 resource(server.token_url, clientID="cli-hs", authMethod="client_secret_jwt",
+                          signingAlgorithm="HS512"))
+    output = succeeded(token_command("-f", str(path), "--show-token", "--allow-insecure-http"))
+
+    assert server.accepts(output["accessToken"])
+    request = server.requests[-1]
+    assert request.granted and request.auth_method == "client_secret_jwt" and request.client_id == "cli-hs"
+    assert "client_secret" not in request.form_names
+
+
+def test_service_account_assertion_without_a_cluster_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, resource("https://idp.example.com/token", clientID="app",
+                                    clientCredentialsSecretRef=None, authMethod="kubernetes_service_account",
+                                    serviceAccountAssertion={"serviceAccountName": "torch-client"}))
+    stderr = failed(token_command("-f", str(path)), 2, "InvalidSpec")
+    assert "needs a cluster" in stderr and "KUBECONFIG" in stderr
+
+
+def test_service_account_assertion_minted_with_the_kubeconfig(kube_env: EnvTest, tmp_path: Path) -> None:
+    from kubernetes import client
+
+    from oauth_token_operator.service_account_assertion import TOKEN_AUDIENCES_ANNOTATION
+
+    namespace = f"cli-{uuid.uuid4().hex[:8]}"
+    with kube_env.api_client() as api, AuthServer() as auth:
+        core = client.CoreV1Api(api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        try:
+            jwks = json.loads(client.OpenidApi(api).get_service_account_issuer_open_id_keyset(
+                _preload_content=False).data)
+            auth.add_client("torch-app", auth_method="federated_jwt", federated=FederatedTrust(
+                issuer=kube_env.service_account_issuer, jwks=jwks, audience=auth.token_url,
+                subject=f"system:serviceaccount:{namespace}:torch-client"))
+            document = resource(auth.token_url, clientID="torch-app", clientCredentialsSecretRef=None,
+                                authMethod="kubernetes_service_account",
+                                serviceAccountAssertion={"serviceAccountName": "torch-client"})
+            document["metadata"]["namespace"] = namespace
+            path = write(tmp_path, document)
+            env = {"KUBECONFIG": str(kube_env.kubeconfig)}
+
+            stderr = failed(token_command("-f", str(path), "--allow-insecure-http", env=env), 2, "CredentialsNotFound")
+            assert f"ServiceAccount {namespace}/torch-client not found" in stderr
+
+            core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
+                metadata=client.V1ObjectMeta(name="torch-client")))
+            stderr = failed(token_command("-f", str(path), "--allow-insecure-http", env=env), 2,
+                            "AssertionNotPermitted")
+            assert f"{TOKEN_AUDIENCES_ANNOTATION}={auth.token_url}" in stderr
+            assert auth.requests == []
+
+            core.patch_namespaced_service_account("torch-client", namespace, {"metadata": {"annotations": {
+                TOKEN_AUDIENCES_ANNOTATION: auth.token_url}}})
+            output = succeeded(token_command("-f", str(path), "--show-token", "--allow-insecure-http", env=env))
+            assert auth.accepts(output["accessToken"])
+            [claims] = auth.accepted_federated_claims
+            assert claims["sub"] == f"system:serviceaccount:{namespace}:torch-client"
+        finally:
+            core.delete_namespace(namespace)
+
+
+# ------------------------------------------------------------------------------------ credentials that expire
+
+
+def test_expired_credentials_warn_and_the_refusal_says_when_they_expired(server: AuthServer, tmp_path: Path) -> None:
+    expired = secret(client_secret="revoked-secret-5e1d")
+    expired["stringData"]["client_secret_expires_at"] = "2026-01-31T00:00:00Z"
+    run = token_command("-f", str(write(tmp_path, expired, resource(server.token_url))), "--allow-insecure-http")
+
+    assert run.returncode == 3 and run.stdout == ""
+    warning, refusal = run.stderr.strip().splitlines()
+    assert warning.startswith("warning: the client secret in Secret default/creds expired on 2026-01-31T00:00:00Z")
+    assert refusal.startswith("InvalidClient: ")
+    assert refusal.endswith("(the client secret expired on 2026-01-31T00:00:00Z)")
+    assert "revoked-secret-5e1d" not in run.stderr
+
+
+def test_credentials_expiring_soon_warn_but_the_token_is_issued(server: AuthServer, tmp_path: Path) -> None:
+    soon = secret()
+    soon["stringData"]["valid_until"] = str(int((datetime.now(UTC) + timedelta(hours=30)).timestamp()))
+    document = resource(server.token_url, clientCredentialsSecretRef={"name": "creds", "expiresAtKey": "valid_until"},
+                        credentialsExpiryWarning="48h")
+    run = token_command("-f", str(write(tmp_path, soon, document)), "--allow-insecure-http")
+
+    assert run.returncode == 0, run.stderr
+    assert "warning: the client secret in Secret default/creds expires on" in run.stderr and "(in 1d" in run.stderr
+    # Without credentialsExpiryWarning the setting decides (default 168h).
+    plain = resource(server.token_url, clientCredentialsSecretRef={"name": "creds", "expiresAtKey": "valid_until"})
+    quiet = token_command("-f", str(write(tmp_path, soon, plain)), "--allow-insecure-http",
+                          env={"OAUTH_TOKEN_OPERATOR_CREDENTIALS_EXPIRY_WARNING": "1h"})
+    assert quiet.returncode == 0 and "expires on" not in quiet.stderr
+    default = token_command("-f", str(write(tmp_path, soon, plain)), "--allow-insecure-http")
+    assert default.returncode == 0 and "expires on" in default.stderr
+    # ... and the spec wins over the setting.
+    spec_wins = token_command("-f", str(write(tmp_path, soon, document)), "--allow-insecure-http",
+                              env={"OAUTH_TOKEN_OPERATOR_CREDENTIALS_EXPIRY_WARNING": "1h"})
+    assert spec_wins.returncode == 0 and "expires on" in spec_wins.stderr

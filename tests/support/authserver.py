@@ -11,6 +11,13 @@ What is inside:
   ``private_key_jwt`` (RFC 7523, Authlib's ``JWTBearerClientAssertion``, keys from the client's registered
   JWKS, selected by ``kid``), and ``tls_client_auth`` (RFC 8705 §2.1, registered here: the peer
   certificate's subject DN must equal the client's registered DN; the TLS layer already checked the chain).
+* ``client_secret_jwt`` (OpenID Connect Core §9): an assertion signed with HS256/384/512 keyed by the client's
+  secret, verified by Authlib's ``JWTBearerClientAssertion`` with the secret as an ``OctKey``.
+* ``federated_jwt``: workload identity federation as Entra ID and Keycloak (``federated-jwt``) do it. The client
+  is registered with a :class:`FederatedTrust` (an issuer, its JWKS, the subject and audience expected); the
+  client names itself with the ``client_id`` form field and authenticates with a token of that issuer as
+  ``client_assertion``, verified like a real server does: signature against the issuer's JWKS, ``iss``,
+  ``sub``, ``aud``, ``exp``/``iat`` and a maximum lifetime.
 * ``GET /api/whoami`` behind Authlib's ``ResourceProtector``: 200 with the token's client and scope for a
   valid, unexpired, unrevoked bearer token, 401 otherwise. :meth:`AuthServer.accepts` calls it over HTTP,
   so a test proves "the authorization server accepts this token" end to end.
@@ -74,7 +81,7 @@ from authlib.oauth2.rfc8414 import get_well_known_url
 from cryptography import x509
 from joserfc import jwt as jose_jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import KeySet, OctKey, RSAKey
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .pki import TestCA, server_ssl_context
@@ -84,6 +91,7 @@ __all__ = [
     "SECRET_FORM_FIELDS",
     "AuthMethodName",
     "AuthServer",
+    "FederatedTrust",
     "RecordedRequest",
     "RequestLog",
     "loopback_opener",
@@ -94,9 +102,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AuthMethodName = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth"]
+AuthMethodName = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth",
+                         "client_secret_jwt", "federated_jwt"]
 AUTH_METHODS: tuple[AuthMethodName, ...] = get_args(AuthMethodName)
 JWS_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 
 #: Form fields whose values are never recorded (only their names are).
 SECRET_FORM_FIELDS = frozenset(
@@ -189,6 +199,18 @@ class RequestLog:
 # The model objects Authlib asks for (duck-typed ClientMixin / TokenMixin).
 
 
+@dataclass(frozen=True)
+class FederatedTrust:
+    """What a server trusts for a ``federated_jwt`` client: tokens of ``issuer`` (signed by a key of ``jwks``)
+    for ``subject`` with ``audience`` in ``aud``, living at most ``max_lifetime`` seconds (``exp - iat``)."""
+
+    issuer: str
+    jwks: dict[str, Any]
+    subject: str
+    audience: str
+    max_lifetime: int = 3600
+
+
 @dataclass
 class _Client:
     client_id: str
@@ -201,6 +223,7 @@ class _Client:
     jwt_tokens: bool
     send_expires_in: bool
     revoked: bool = False
+    federated: FederatedTrust | None = None
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -307,6 +330,15 @@ class _PrivateKeyJWTAuthentication(JWTBearerClientAssertion):  # type: ignore[mi
         self._seen_jti: set[str] = set()
         self._lock = threading.Lock()
 
+    def __call__(self, query_client: Callable[[str], _Client | None], request: Any) -> Any:
+        # Authlib tries every registered assertion method in turn: leave other clients (and assertions whose
+        # sub is no client, as federated ones) to the other methods.
+        sub = _unverified_jwt_claims(request.form.get("client_assertion") or "").get("sub")
+        client = query_client(sub) if isinstance(sub, str) else None
+        if client is None or client.auth_method != self.CLIENT_AUTH_METHOD:
+            return None
+        return super().__call__(query_client, request)
+
     def get_audiences(self) -> list[str]:
         return [self._server.token_url, self._server.issuer]
 
@@ -331,6 +363,69 @@ class _PrivateKeyJWTAuthentication(JWTBearerClientAssertion):  # type: ignore[mi
             raise InvalidClientError(description=exc.description or type(exc).__name__) from exc
         self.verify_claims(token.claims)
         return dict(token.claims)
+
+
+class _ClientSecretJWTAuthentication(_PrivateKeyJWTAuthentication):
+    """OpenID Connect Core §9 ``client_secret_jwt``: the assertion is an HMAC keyed by the client's secret."""
+
+    CLIENT_AUTH_METHOD = "client_secret_jwt"
+
+    def resolve_client_public_key(self, client: _Client) -> OctKey:
+        if not client.secret:
+            raise InvalidClientError(description="The client has no secret.")
+        return OctKey.import_key(client.secret)
+
+    def process_assertion_claims(self, assertion: str, resolve_key: OctKey) -> dict[str, Any]:
+        try:
+            token = jose_jwt.decode(assertion, resolve_key, algorithms=list(HMAC_ALGORITHMS))
+        except JoseError as exc:
+            raise InvalidClientError(description=exc.description or type(exc).__name__) from exc
+        self.verify_claims(token.claims)
+        return dict(token.claims)
+
+
+class _FederatedJWTAuthentication:
+    """A token of a trusted issuer as the client assertion (Entra ID / Keycloak workload identity federation).
+
+    The client is named by the ``client_id`` form field; ``sub`` is the workload (for Kubernetes:
+    ``system:serviceaccount:NS:SA``), not the client, so Authlib's RFC 7523 class (``iss`` = ``sub`` = client)
+    does not apply. Verified claims of every accepted assertion are kept in :attr:`accepted` for tests.
+    """
+
+    CLIENT_AUTH_METHOD = "federated_jwt"
+
+    def __init__(self) -> None:
+        self.accepted: list[dict[str, Any]] = []
+
+    def __call__(self, query_client: Callable[[str], _Client | None], request: Any) -> _Client | None:
+        data = request.form
+        client_id, assertion = data.get("client_id"), data.get("client_assertion")
+        jwt_bearer = data.get("client_assertion_type") == JWTBearerClientAssertion.CLIENT_ASSERTION_TYPE
+        if not client_id or not assertion or not jwt_bearer:
+            return None
+        client = query_client(client_id)
+        if client is None or client.auth_method != self.CLIENT_AUTH_METHOD or client.federated is None:
+            return None
+        trust = client.federated
+        try:
+            token = jose_jwt.decode(assertion, KeySet.import_key_set(cast(Any, trust.jwks)),
+                                    algorithms=list(JWS_ALGORITHMS))
+            jose_jwt.JWTClaimsRegistry(
+                leeway=30,
+                iss={"essential": True, "value": trust.issuer},
+                sub={"essential": True, "value": trust.subject},
+                aud={"essential": True, "value": trust.audience},
+                exp={"essential": True},
+                iat={"essential": True},
+            ).validate(token.claims)
+        except JoseError as exc:
+            why = exc.description or exc.error
+            raise InvalidClientError(description=f"Federated assertion refused: {why}") from exc
+        claims = dict(token.claims)
+        if int(claims["exp"]) - int(claims["iat"]) > trust.max_lifetime:
+            raise InvalidClientError(description=f"Federated assertion lives longer than {trust.max_lifetime}s.")
+        self.accepted.append(claims)
+        return client
 
 
 class _BearerTokenValidator(BearerTokenValidator):  # type: ignore[misc]
@@ -376,8 +471,16 @@ def _claimed_client(request: flask.Request) -> tuple[str | None, str | None]:
     """Who the request says it is and how it tries to authenticate, before any verification."""
     form = request.form
     if form.get("client_assertion"):
-        sub = _unverified_jwt_claims(form["client_assertion"]).get("sub")
-        return (sub if isinstance(sub, str) else None), "private_key_jwt"
+        claims = _unverified_jwt_claims(form["client_assertion"])
+        sub = claims.get("sub") if isinstance(claims.get("sub"), str) else None
+        if form.get("client_id") and sub != form.get("client_id"):
+            return form.get("client_id"), "federated_jwt"
+        try:
+            header = json.loads(base64.urlsafe_b64decode(form["client_assertion"].split(".")[0] + "=="))
+        except (ValueError, binascii.Error):
+            header = {}
+        hmac_signed = isinstance(header, dict) and header.get("alg") in HMAC_ALGORITHMS
+        return sub, "client_secret_jwt" if hmac_signed else "private_key_jwt"
     authorization = request.headers.get("Authorization", "")
     if authorization[:6].lower() == "basic ":
         try:
@@ -440,6 +543,7 @@ class AuthServer:
         self._thread: threading.Thread | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self.ca_pem: str | None = tls.cert_pem if tls is not None else None
+        self._federated = _FederatedJWTAuthentication()
         self.app = self._create_app()
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
@@ -526,6 +630,7 @@ class AuthServer:
         auth_method: AuthMethodName = "client_secret_basic",
         jwks: dict[str, Any] | None = None,
         tls_subject: str | None = None,
+        federated: FederatedTrust | None = None,
         scopes: Sequence[str] = ("api:read", "api:write"),
         token_lifetime: int = 3600,
         jwt_tokens: bool = False,
@@ -535,10 +640,12 @@ class AuthServer:
         ``send_expires_in=False`` leaves ``expires_in`` out of responses (the lifetime still applies)."""
         if auth_method not in AUTH_METHODS:
             raise ValueError(f"unknown auth_method {auth_method!r}")
-        if auth_method in ("client_secret_basic", "client_secret_post") and not secret:
+        if auth_method in ("client_secret_basic", "client_secret_post", "client_secret_jwt") and not secret:
             raise ValueError(f"{auth_method} needs a secret")
         if auth_method == "private_key_jwt" and not jwks:
             raise ValueError("private_key_jwt needs a jwks")
+        if auth_method == "federated_jwt" and federated is None:
+            raise ValueError("federated_jwt needs a FederatedTrust")
         if auth_method == "tls_client_auth" and tls_subject is None:
             tls_subject = f"CN={client_id}"
         with self._lock:
@@ -552,6 +659,7 @@ class AuthServer:
                 token_lifetime=token_lifetime,
                 jwt_tokens=jwt_tokens,
                 send_expires_in=send_expires_in,
+                federated=federated,
             )
 
     def set_secret(self, client_id: str, secret: str) -> None:
@@ -576,6 +684,11 @@ class AuthServer:
         with self._lock:
             self._clients[client_id].revoked = False
 
+    @property
+    def accepted_federated_claims(self) -> list[dict[str, Any]]:
+        """The verified claims of every federated assertion accepted so far (no signatures: not replayable)."""
+        return list(self._federated.accepted)
+
     # ---- discovery ------------------------------------------------------------------------------------------
 
     def set_discovery(
@@ -598,7 +711,7 @@ class AuthServer:
             "jwks_uri": self.jwks_url,
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-            "token_endpoint_auth_signing_alg_values_supported": list(JWS_ALGORITHMS),
+            "token_endpoint_auth_signing_alg_values_supported": list(JWS_ALGORITHMS + HMAC_ALGORITHMS),
             "response_types_supported": ["token"],
         }
         if self._tls is not None and self._require_client_cert:
@@ -683,6 +796,8 @@ class AuthServer:
         authorization.register_grant(_ClientCredentialsGrant)
         authorization.register_client_auth_method("private_key_jwt", _PrivateKeyJWTAuthentication(self))
         authorization.register_client_auth_method("tls_client_auth", self._authenticate_tls_client)
+        authorization.register_client_auth_method("client_secret_jwt", _ClientSecretJWTAuthentication(self))
+        authorization.register_client_auth_method("federated_jwt", self._federated)
         protector = ResourceProtector()
         protector.register_token_validator(_BearerTokenValidator(self._find_token))
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from oauth_token_operator.api import OAuthClientCredential
 from oauth_token_operator.errors import CredentialsNotFound
-from oauth_token_operator.resolve import inputs_hash, resolve_client_config
+from oauth_token_operator.resolve import inputs_hash, referenced_objects, resolve_client_config
 
 
 class Objects:
@@ -104,3 +105,70 @@ def test_inputs_hash_changes_with_spec_refs_and_refresh_annotation_only() -> Non
     assert base != inputs_hash(annotated, {("Secret", "creds"): "1"})
     annotated.metadata.annotations = {"unrelated": "x"}
     assert base == inputs_hash(annotated, {("Secret", "creds"): "1"})
+
+
+# ----------------------------------------------------------------------- spec.clientID and the new methods
+
+
+def bare(**spec: Any) -> OAuthClientCredential:
+    """A resource without clientCredentialsSecretRef."""
+    body = {"tokenURL": "https://idp/token", "target": {"secretName": "tok"}, **spec}
+    return OAuthClientCredential.model_validate({"metadata": {"name": "r", "namespace": "team-a"}, "spec": body})
+
+
+async def test_client_id_in_the_spec_needs_no_secret_for_secret_free_methods() -> None:
+    mtls = secret("mtls", **{"tls.crt": "C", "tls.key": "K"})
+    key = secret("jwt-key", private_key="PEM")
+    cases = [
+        (bare(clientID="app", authMethod="tls_client_auth", tls={"clientCertificateSecretRef": {"name": "mtls"}}),
+         {("Secret", "mtls")}),
+        (bare(clientID="app", authMethod="private_key_jwt", privateKeySecretRef={"name": "jwt-key"}),
+         {("Secret", "jwt-key")}),
+        (bare(clientID="app", authMethod="kubernetes_service_account",
+              serviceAccountAssertion={"serviceAccountName": "sa"}), set()),
+    ]
+    for occ, refs in cases:
+        objects = Objects(mtls, key)
+        resolved = await resolve_client_config(occ, objects)
+        assert resolved.config.client_id == "app" and resolved.config.client_secret is None
+        assert referenced_objects(occ) == refs
+        assert {(kind, name) for kind, _, name in objects.reads} == refs, "only what is used is read"
+        assert "spec.clientID" in (resolved.config.credentials_source or "")
+
+
+async def test_client_id_in_the_spec_and_the_secret_in_a_secret() -> None:
+    objects = Objects(secret("creds", client_secret="s3cr3t"))  # no client_id key: it is not read
+    resolved = await resolve_client_config(resource(clientID="app", authMethod="client_secret_jwt"), objects)
+    assert resolved.config.client_id == "app"
+    assert resolved.config.client_secret is not None and resolved.config.client_secret.get_secret_value() == "s3cr3t"
+
+
+async def test_private_key_is_not_read_by_methods_that_do_not_sign_with_it() -> None:
+    occ = resource(privateKeySecretRef={"name": "jwt-key"})  # client_secret_basic: the key is unused
+    assert referenced_objects(occ) == {("Secret", "creds")}
+    objects = Objects(secret("creds", client_id="id", client_secret="s"))
+    await resolve_client_config(occ, objects)
+    assert ("Secret", "team-a", "jwt-key") not in objects.reads
+
+
+async def test_credentials_expiry_from_the_default_key_or_a_named_one() -> None:
+    plain = await resolve_client_config(resource(), Objects(secret("creds", client_id="i", client_secret="s")))
+    assert plain.credentials_expire_at is None
+
+    dated = Objects(secret("creds", client_id="i", client_secret="s", client_secret_expires_at="1798135200"))
+    resolved = await resolve_client_config(resource(), dated)
+    assert resolved.credentials_expire_at == datetime(2026, 12, 24, 18, 0, tzinfo=UTC)
+    assert "1798135200" not in repr(resolved.config)
+
+    never = Objects(secret("creds", client_id="i", client_secret="s", client_secret_expires_at="0"))
+    assert (await resolve_client_config(resource(), never)).credentials_expire_at is None
+
+    named = resource(clientCredentialsSecretRef={"name": "creds", "expiresAtKey": "valid_until"})
+    rfc3339 = Objects(secret("creds", client_id="i", client_secret="s", valid_until="2026-12-24T18:00:00Z"))
+    assert (await resolve_client_config(named, rfc3339)).credentials_expire_at == datetime(2026, 12, 24, 18,
+                                                                                           tzinfo=UTC)
+    with pytest.raises(CredentialsNotFound, match="no key 'valid_until'"):  # a key named must exist
+        await resolve_client_config(named, Objects(secret("creds", client_id="i", client_secret="s")))
+    garbage = Objects(secret("creds", client_id="i", client_secret="s", client_secret_expires_at="soon"))
+    with pytest.raises(CredentialsNotFound, match=r"Secret team-a/creds key 'client_secret_expires_at'.*RFC 3339"):
+        await resolve_client_config(resource(), garbage)

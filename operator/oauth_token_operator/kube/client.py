@@ -144,3 +144,22 @@ class KubeClient:
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         await asyncio.get_running_loop().run_in_executor(None, self._api_client.close)
+
+    # --- ServiceAccount tokens (authMethod kubernetes_service_account; see kube/serviceaccounts.py) ---
+
+    async def get_service_account(self, namespace: str, name: str) -> JSON | None:
+        try:
+            resp = await self._call("get", "serviceaccounts", self._core.read_namespaced_service_account, name,
+                                    namespace, _preload_content=False)
+        except NotFound:
+            return None
+        return self._json(resp)
+
+    async def create_service_account_token(self, namespace: str, name: str, audience: str,
+                                           expiration_seconds: int) -> JSON:
+        """A TokenRequest (``serviceaccounts/token``): the answer's ``status.token`` is the minted token."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": [audience], "expirationSeconds": expiration_seconds}}
+        resp = await self._call("create", "serviceaccounts/token", self._core.create_namespaced_service_account_token,
+                                name, namespace, body, _preload_content=False)
+        return self._json(resp)

@@ -31,6 +31,7 @@ import httpx
 
 from ..api import AuthMethod
 from ..errors import EndpointUnavailable, InvalidClient, TokenError, TokenRequestRejected
+from .clientauth import ClientSecretBasic, strategy_for
 from .model import ClientConfig
 
 __all__ = [
@@ -84,7 +85,7 @@ _CODE_HINTS = {
 def config_secrets(config: ClientConfig, *extra: str) -> tuple[str, ...]:
     """Every secret string of ``config`` (plus ``extra``, e.g. a request's Basic header or assertion)."""
     values = [*extra]
-    for secret in (config.client_secret, config.private_key_pem, config.tls.client_key_pem):
+    for secret in (config.client_secret, config.private_key_pem, config.tls.client_key_pem, config.client_assertion):
         if secret is not None:
             values.append(secret.get_secret_value())
     return tuple(value for value in values if value)
@@ -236,22 +237,8 @@ def _client_hint(auth_method: AuthMethod | None, source: str, challenge: str) ->
             "the server asks for a Bearer token (WWW-Authenticate: Bearer): tokenURL may point at a "
             "protected API rather than at the token endpoint"
         )
-    if challenge == "basic" and auth_method is AuthMethod.CLIENT_SECRET_POST:
-        return (
-            f"the server asks for HTTP Basic (WWW-Authenticate: Basic): try authMethod "
-            f"client_secret_basic, and check the client ID and secret in {source}"
-        )
-    if auth_method is AuthMethod.PRIVATE_KEY_JWT:
-        return (
-            f"check the client ID in {source}, that the server has the public key of privateKeySecretRef "
-            "registered (and signingKeyID names it), and the assertion audience (assertionAudience)"
-        )
-    if auth_method is AuthMethod.TLS_CLIENT_AUTH:
-        return (
-            f"check the client ID in {source} and that the server accepts the certificate in "
-            "tls.clientCertificateSecretRef for this client"
-        )
-    return f"check the client ID and secret in {source} — the key may have been revoked or rotated"
+    strategy = strategy_for(auth_method) if auth_method is not None else ClientSecretBasic()
+    return strategy.refusal_hint(source, challenge)
 
 
 def _status_text(status: int) -> str:

@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from .. import __version__
-from ..api import AuthMethod
 from ..errors import (
     EndpointUnavailable,
     InvalidSpec,
@@ -47,6 +46,7 @@ from .classify import (
     is_invalid_client_answer,
     parse_retry_after,
 )
+from .clientauth import strategy_for
 from .discovery import ServerMetadata, metadata_urls, parse_metadata
 from .model import ClientConfig, Token
 from .request import BasicEncoding, basic_encoding_matters, build_token_request
@@ -393,7 +393,7 @@ def _secret_digest(config: ClientConfig) -> bytes:
 
 def _may_retry_other_encoding(config: ClientConfig, answer: _Answer) -> bool:
     """Retry with the other Basic encoding only when it can matter and cannot send anything new anywhere."""
-    if config.auth_method is not AuthMethod.CLIENT_SECRET_BASIC or config.client_secret is None:
+    if not strategy_for(config.auth_method).retries_basic_encoding or config.client_secret is None:
         return False
     if not is_invalid_client_answer(answer.status, answer.headers, answer.body):
         return False

@@ -47,6 +47,9 @@ class ClientConfig:
     resources: tuple[str, ...] = ()
     extra_params: tuple[tuple[str, str], ...] = ()
     tls: TLSMaterial = field(default_factory=TLSMaterial)
+    # authMethod kubernetes_service_account: the ServiceAccount token minted for this request (sent as the
+    # client_assertion). Minted outside this package (kube.serviceaccounts); never stored or logged.
+    client_assertion: SecretStr | None = None
     # Where the credentials were read from, for messages only (e.g. "Secret team-a/torch-client"): lets an
     # InvalidClient message say which Secret to check. Never holds secret material.
     credentials_source: str | None = None

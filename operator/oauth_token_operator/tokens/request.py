@@ -20,15 +20,13 @@ For the common case of alphanumeric credentials both forms are identical and no 
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
-from ..api import RESERVED_PARAMS, AuthMethod
+from ..api import RESERVED_PARAMS
 from ..errors import CredentialsNotFound, InvalidSpec
-from .clientauth import JWT_BEARER_ASSERTION_TYPE, build_client_assertion
+from .clientauth import BasicEncoding, basic_credentials, basic_encoding_matters, strategy_for
 from .model import ClientConfig
 
 __all__ = [
@@ -40,9 +38,6 @@ __all__ = [
     "build_token_request",
 ]
 
-BasicEncoding = Literal["form", "raw"]
-"""How the client ID and secret are encoded inside HTTP Basic: RFC 6749 §2.3.1 ``"form"`` or ``"raw"``."""
-
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -53,41 +48,16 @@ class PreparedRequest:
     url: str
     headers: dict[str, str] = field(repr=False)
     form: list[tuple[str, str]] = field(repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def body(self) -> bytes:
         """The ``application/x-www-form-urlencoded`` body (spaces as ``+``, as HTML forms do)."""
         return urlencode(self.form).encode("ascii")
 
     def secret_values(self) -> tuple[str, ...]:
-        """Strings in this request that must never appear in a message (for :func:`classify.redact`)."""
-        values: list[str] = []
-        authorization = self.headers.get("Authorization", "")
-        if authorization.startswith("Basic "):
-            values.append(authorization.removeprefix("Basic "))
-        values.extend(value for name, value in self.form if name in ("client_secret", "client_assertion"))
-        return tuple(values)
-
-
-def _form_encode(value: str) -> str:
-    return quote(value, safe="")
-
-
-def basic_credentials(client_id: str, client_secret: str, encoding: BasicEncoding = "form") -> str:
-    """The value of the ``Authorization`` header for HTTP Basic client authentication."""
-    if encoding == "form":
-        client_id, client_secret = _form_encode(client_id), _form_encode(client_secret)
-    pair = f"{client_id}:{client_secret}".encode()
-    return "Basic " + base64.b64encode(pair).decode("ascii")
-
-
-def basic_encoding_matters(client_id: str, client_secret: str) -> bool:
-    """Whether a retry with ``"raw"`` Basic credentials could make any difference, and is unambiguous.
-
-    It could only differ when form-encoding changed the ID or the secret; it is only unambiguous when the
-    client ID has no ``:`` (a raw ``a:b:c`` cannot be split back into ID and secret reliably).
-    """
-    changed = _form_encode(client_id) != client_id or _form_encode(client_secret) != client_secret
-    return changed and ":" not in client_id
+        """Strings in this request that must never appear in a message (for :func:`classify.redact`): what
+        the auth method's strategy says it put on the wire."""
+        return self.secrets
 
 
 def build_token_request(
@@ -101,7 +71,8 @@ def build_token_request(
     """The token request for ``config`` sent to ``token_url`` (the configured or discovered endpoint).
 
     Form order: ``grant_type``, ``scope``, ``audience``, ``resource``..., the client authentication
-    parameters, then ``extra_params``. ``now`` and ``jti`` only matter for ``private_key_jwt``.
+    parameters (from the method's strategy in :mod:`.clientauth`), then ``extra_params``. ``now`` and ``jti``
+    only matter for the JWT assertion methods.
     """
     if not config.client_id:
         where = config.credentials_source or "the client credentials Secret"
@@ -117,37 +88,10 @@ def build_token_request(
         form.append(("audience", config.audience))
     form.extend(("resource", resource) for resource in config.resources)
 
-    method = config.auth_method
-    if method is AuthMethod.CLIENT_SECRET_BASIC:
-        headers["Authorization"] = basic_credentials(config.client_id, _secret(config), basic_encoding)
-    elif method is AuthMethod.CLIENT_SECRET_POST:
-        form += [("client_id", config.client_id), ("client_secret", _secret(config))]
-    elif method is AuthMethod.PRIVATE_KEY_JWT:
-        assertion = build_client_assertion(config, token_url, now=now, jti=jti)
-        form += [
-            ("client_id", config.client_id),
-            ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE),
-            ("client_assertion", assertion),
-        ]
-    elif method is AuthMethod.TLS_CLIENT_AUTH:
-        if not (config.tls.client_cert_pem and config.tls.client_key_pem):
-            raise InvalidSpec(
-                "authMethod tls_client_auth needs a client certificate and key (tls.clientCertificateSecretRef)"
-            )
-        form.append(("client_id", config.client_id))
-    else:  # pragma: no cover - AuthMethod is closed; this keeps a new member from being silently ignored
-        raise InvalidSpec(f"unsupported authMethod {method}")
-
+    auth = strategy_for(config.auth_method).authenticate(
+        config, token_url, now=now, jti=jti, basic_encoding=basic_encoding
+    )
+    headers.update(auth.headers)
+    form.extend(auth.form)
     form.extend(config.extra_params)
-    return PreparedRequest(url=token_url, headers=headers, form=form)
-
-
-def _secret(config: ClientConfig) -> str:
-    secret = config.client_secret.get_secret_value() if config.client_secret is not None else ""
-    if not secret:
-        where = config.credentials_source or "the client credentials Secret"
-        raise CredentialsNotFound(
-            f"authMethod {config.auth_method} needs a client secret, but {where} "
-            "has none (clientCredentialsSecretRef.clientSecretKey)"
-        )
-    return secret
+    return PreparedRequest(url=token_url, headers=headers, form=form, secrets=auth.secrets)

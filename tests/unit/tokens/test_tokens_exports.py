@@ -8,7 +8,7 @@ import pytest
 
 import oauth_token_operator.tokens as tokens
 
-MODULES = ["classify", "client", "clientauth", "discovery", "model", "request", "response", "tls"]
+MODULES = ["assertion", "classify", "client", "clientauth", "discovery", "model", "request", "response", "tls"]
 
 
 @pytest.mark.parametrize("name", MODULES)
