@@ -5,6 +5,13 @@ Every issued token is checked the way a resource server would: Keycloak's own in
 active and issued to the client that asked (``azp``). Every refusal is checked for the reason and message a user
 would read. The session's Keycloak comes from the ``keycloak`` fixture (tests/conftest.py); each test makes its
 own clients in one realm of this module.
+
+Methods covered: client_secret_basic, client_secret_post, client_secret_jwt (HS256, HS512), private_key_jwt (key
+uploaded as a JWKS or as the certificate) and kubernetes_service_account (Keycloak's ``federated-jwt`` with its
+Kubernetes identity provider trusting the test API server, which mints the tokens), through TokenClient and
+through the ``token`` command. Keycloak's refusals of note: a wrong secret is ``401 unauthorized_client`` (not
+``invalid_client``), a bad client_secret_jwt signature ``400 unauthorized_client``, a ServiceAccount token for
+another audience than the realm issuer ``400 invalid_client`` "Invalid token audience".
 """
 
 from __future__ import annotations
@@ -21,8 +28,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import jwt
 import pytest
 import yaml
 from cryptography import x509
@@ -35,8 +40,12 @@ from tests.support.envtest import EnvTest
 from tests.support.keycloak import Keycloak
 from tests.support.pki import KeyType, TestCA, generate_private_key, private_key_pem
 
-from oauth_token_operator.api import AuthMethod
+from oauth_token_operator.api import AuthMethod, OAuthClientCredential, SigningAlgorithm
 from oauth_token_operator.errors import InvalidClient
+from oauth_token_operator.kube.client import KubeClient
+from oauth_token_operator.kube.serviceaccounts import with_service_account_assertion
+from oauth_token_operator.resolve import resolve_client_config
+from oauth_token_operator.service_account_assertion import TOKEN_AUDIENCES_ANNOTATION
 from oauth_token_operator.tokens.client import TokenClient, TokenResult
 from oauth_token_operator.tokens.model import ClientConfig
 
@@ -46,7 +55,6 @@ SPECIAL = "p@ss:w+rd/100%=&x y"
 """A client secret with every character that Basic encoding gets wrong somewhere."""
 CANARY = "Canary-5e1b77-p@ss:w+rd/100%=&x y"
 """The secret of every refused request: it must not appear in the refusal, in any encoding."""
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -234,40 +242,32 @@ async def test_private_key_jwt_with_the_certificate_uploaded(realm: Realm, token
 # ---------------------------------------------------------------------------------- client_secret_jwt
 
 
-def hs256_assertion(client_id: str, secret: str, audience: str) -> str:
-    now = int(time.time())
-    return jwt.encode({"iss": client_id, "sub": client_id, "aud": audience, "jti": uuid.uuid4().hex,
-                       "iat": now, "exp": now + 60}, secret, algorithm="HS256")
-
-
-def test_client_secret_jwt_at_the_keycloak_level(realm: Realm) -> None:
-    """Keycloak's side of ``authMethod: client_secret_jwt`` (a ``client-secret-jwt`` client): an HS256 assertion
-    signed with the secret is accepted, one signed with another secret is refused. The project's TokenClient
-    takes this over once it implements the method (branch sa-auth)."""
-    secret = uuid.uuid4().hex + uuid.uuid4().hex  # HS256 wants >= 256 bits
+@pytest.mark.parametrize("algorithm", [None, SigningAlgorithm.HS512])  # HS256 by default
+async def test_client_secret_jwt(realm: Realm, token_client: TokenClient, algorithm: SigningAlgorithm | None) -> None:
+    secret = uuid.uuid4().hex + uuid.uuid4().hex  # 256 bits: HS256 wants a key at least that long
     client_id = realm.client("csjwt", "client-secret-jwt", secret=secret)
 
-    def request(signing_secret: str) -> httpx.Response:
-        return httpx.post(realm.token_endpoint, trust_env=False, data={
-            "grant_type": "client_credentials", "client_id": client_id, "client_assertion_type": JWT_BEARER,
-            "client_assertion": hs256_assertion(client_id, signing_secret, realm.token_endpoint)})
+    result = await token_client.fetch_token(config(realm, client_id, secret, method=AuthMethod.CLIENT_SECRET_JWT,
+                                                   signing_algorithm=algorithm))
 
-    granted = request(secret)
-    assert granted.status_code == 200, granted.text
-    realm.assert_issued_to(granted.json()["access_token"], client_id)
-    refused = request("another-secret-" + secret)
-    # Keycloak names a failed client authentication unauthorized_client (400 here, 401 for a wrong secret).
-    assert (refused.status_code, refused.json()["error"]) == (400, "unauthorized_client"), refused.text
-    assert "Signature on JWT token by client secret" in refused.json()["error_description"]
+    realm.assert_issued_to(token_of(result), client_id)
+
+    # Signed with another secret: Keycloak says the signature failed (as 400 unauthorized_client).
+    with pytest.raises(InvalidClient) as caught:
+        await token_client.fetch_token(config(realm, client_id, CANARY, method=AuthMethod.CLIENT_SECRET_JWT,
+                                              signing_algorithm=algorithm))
+    assert "Signature on JWT token by client secret" in caught.value.message
+    assert_no_secret(caught.value.message, CANARY)
 
 
 # ------------------------------------------------------------------------------------------ token -f
 
 
-def token_command(*args: str) -> subprocess.CompletedProcess[str]:
+def token_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OAUTH_TOKEN_OPERATOR_")}
+    environment.pop("KUBECONFIG", None)
     return subprocess.run([sys.executable, "-m", "oauth_token_operator", "token", *args], capture_output=True,
-                          text=True, timeout=120, check=False, env=environment)
+                          text=True, timeout=120, check=False, env={**environment, **(env or {})})
 
 
 def credentials_file(tmp_path: Path, client_id: str, secret: str, **spec: Any) -> Path:
@@ -309,16 +309,18 @@ def test_token_command_against_keycloak(realm: Realm, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def federation(keycloak: Keycloak, kube_env: EnvTest, realm: Realm) -> Iterator[dict[str, str]]:
-    """Keycloak trusts the test API server as a Kubernetes identity provider (Keycloak 26.x ``federated-jwt``).
+    """Keycloak trusts the test API server as a Kubernetes identity provider (Keycloak 26.x ``federated-jwt``),
+    and one client trusts ServiceAccount ``workload`` of a fresh namespace.
 
     The API server's ServiceAccount issuer is ``https://127.0.0.1:<port>`` (tests/support/envtest.py); Keycloak
     fetches ``<issuer>/.well-known/openid-configuration`` and the JWKS from it, trusting the API server's CA
     (``--truststore-paths``, from the ``keycloak`` fixture), anonymously: that needs the discovery role bound to
-    ``system:unauthenticated``, as on clusters that publish their issuer.
+    ``system:unauthenticated``, as on clusters that publish their issuer. Both ServiceAccounts opt in to tokens
+    for the realm issuer (Keycloak's audience) and the token endpoint (the operator's default audience).
     """
     api = kube_env.api_client()
     rbac, core = k8s.RbacAuthorizationV1Api(api), k8s.CoreV1Api(api)
-    binding = "oto-keycloak-issuer-discovery"
+    binding = f"oto-keycloak-issuer-discovery-{uuid.uuid4().hex[:6]}"
     rbac.create_cluster_role_binding({
         "metadata": {"name": binding},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
@@ -327,8 +329,10 @@ def federation(keycloak: Keycloak, kube_env: EnvTest, realm: Realm) -> Iterator[
     })
     namespace = f"kc-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": namespace}})
+    audiences = f"{realm.issuer}, {realm.token_endpoint}"
     for name in ("workload", "other-workload"):
-        core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+        core.create_namespaced_service_account(namespace, {"metadata": {
+            "name": name, "annotations": {TOKEN_AUDIENCES_ANNOTATION: audiences}}})
     keycloak.admin.create_identity_provider(realm.name, "cluster", "kubernetes",
                                             {"issuer": kube_env.service_account_issuer})
     client_id = realm.client("federated", "federated-jwt", attributes={
@@ -344,39 +348,68 @@ def federation(keycloak: Keycloak, kube_env: EnvTest, realm: Realm) -> Iterator[
         api.close()
 
 
-def service_account_token(kube_env: EnvTest, namespace: str, name: str, audience: str) -> str:
-    """A token minted by the real API server (TokenRequest API), as the operator will mint it."""
-    with kube_env.api_client() as api:
-        answer = k8s.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, {
-            "spec": {"audiences": [audience], "expirationSeconds": 600}})
-    token: str = answer.status.token
-    return token
+@pytest.fixture
+async def kube(kube_env: EnvTest) -> AsyncIterator[KubeClient]:
+    kube_client = KubeClient(kube_env.api_client(), threads=2)
+    yield kube_client
+    await kube_client.close()
 
 
-def federated_request(realm: Realm, client_id: str, assertion: str) -> httpx.Response:
-    return httpx.post(realm.token_endpoint, trust_env=False, timeout=30.0, data={
-        "grant_type": "client_credentials", "client_id": client_id,
-        "client_assertion_type": JWT_BEARER, "client_assertion": assertion})
+def federated_resource(realm: Realm, federation: dict[str, str], service_account: str = "workload",
+                       audience: str | None = None) -> dict[str, Any]:
+    assertion = {"serviceAccountName": service_account} | ({"audience": audience} if audience else {})
+    return {"apiVersion": "oauth-token-operator.dev/v1alpha1", "kind": "OAuthClientCredential",
+            "metadata": {"name": "federated", "namespace": federation["namespace"]},
+            "spec": {"issuerURL": realm.issuer, "clientID": federation["client_id"],
+                     "authMethod": "kubernetes_service_account", "serviceAccountAssertion": assertion,
+                     "target": {"secretName": "federated-token"}}}
 
 
-def test_service_account_token_as_client_assertion_at_the_keycloak_level(
-        kube_env: EnvTest, realm: Realm, federation: dict[str, str]) -> None:
-    """Keycloak's side of ``authMethod: kubernetes_service_account``: a token of the named ServiceAccount, with
-    the realm issuer as its audience, is a client assertion Keycloak verifies against the API server's JWKS.
-    The project's TokenClient takes this over once it implements the method (branch sa-auth)."""
-    namespace, client_id = federation["namespace"], federation["client_id"]
+async def fetch_as_service_account(kube: KubeClient, token_client: TokenClient, body: dict[str, Any]) -> TokenResult:
+    """What the refresh core does: resolve, learn the endpoint, mint the ServiceAccount token, fetch."""
+    occ = OAuthClientCredential.model_validate(body)
+    resolved = await resolve_client_config(occ, kube)
+    endpoint = await token_client.token_endpoint(resolved.config)
+    return await token_client.fetch_token(await with_service_account_assertion(kube, occ, resolved.config, endpoint))
 
-    granted = federated_request(realm, client_id, service_account_token(kube_env, namespace, "workload",
-                                                                         realm.issuer))
 
-    assert granted.status_code == 200, granted.text
-    realm.assert_issued_to(granted.json()["access_token"], client_id)
+async def test_service_account_token_accepted_by_keycloak(
+        realm: Realm, federation: dict[str, str], kube: KubeClient, token_client: TokenClient) -> None:
+    """``authMethod: kubernetes_service_account`` against Keycloak: no secret anywhere, the real API server mints
+    the ServiceAccount token for the realm issuer, Keycloak verifies it against the cluster's JWKS."""
+    result = await fetch_as_service_account(kube, token_client,
+                                            federated_resource(realm, federation, audience=realm.issuer))
 
-    # What Keycloak checks, each refused: another ServiceAccount's token, and the token endpoint as audience.
-    other = federated_request(realm, client_id, service_account_token(kube_env, namespace, "other-workload",
-                                                                       realm.issuer))
-    assert (other.status_code, other.json()["error"]) == (401, "invalid_client"), other.text
-    wrong_audience = federated_request(realm, client_id, service_account_token(kube_env, namespace, "workload",
-                                                                                realm.token_endpoint))
-    assert (wrong_audience.status_code, wrong_audience.json()) == (
-        400, {"error": "invalid_client", "error_description": "Invalid token audience"})
+    realm.assert_issued_to(token_of(result), federation["client_id"])
+    assert result.endpoint == realm.token_endpoint  # discovered from issuerURL
+    assert kube.requests["create", "serviceaccounts/token"] == 1
+    assert ("get", "secrets") not in kube.requests
+
+
+@pytest.mark.parametrize(("service_account", "audience", "says"), [
+    ("other-workload", "realm", "Invalid client or Invalid client credentials"),  # not the trusted subject
+    ("workload", None, "Invalid token audience"),  # the default audience (token endpoint) is not Keycloak's
+], ids=["another-service-account", "token-endpoint-audience"])
+async def test_keycloak_refuses_a_service_account_token_it_does_not_trust(
+        realm: Realm, federation: dict[str, str], kube: KubeClient, token_client: TokenClient,
+        service_account: str, audience: str | None, says: str) -> None:
+    body = federated_resource(realm, federation, service_account, realm.issuer if audience else None)
+
+    with pytest.raises(InvalidClient) as caught:
+        await fetch_as_service_account(kube, token_client, body)
+
+    assert says in caught.value.message
+    assert "eyJ" not in caught.value.message  # no JWT (the minted token) in what the user reads
+
+
+def test_token_command_with_a_service_account_token(
+        kube_env: EnvTest, realm: Realm, federation: dict[str, str], tmp_path: Path) -> None:
+    """``oauth-token-operator token -f`` mints with $KUBECONFIG and Keycloak accepts: the whole chain as processes."""
+    path = tmp_path / "federated.yaml"
+    path.write_text(yaml.safe_dump(federated_resource(realm, federation, audience=realm.issuer)), encoding="utf-8")
+
+    run = token_command("-f", str(path), "--show-token", "--allow-insecure-http",
+                        env={"KUBECONFIG": str(kube_env.kubeconfig)})
+
+    assert run.returncode == 0, run.stderr
+    realm.assert_issued_to(json.loads(run.stdout)["accessToken"], federation["client_id"])
