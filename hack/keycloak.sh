@@ -17,9 +17,9 @@
 #      session starts from a private copy of the database (tests/support/keycloak.py), which saves the ~35 s
 #      of schema creation and realm initialisation every start would otherwise spend.
 #
-# Measured on 2 shared cores (load 7-11): download 63 s cold (empty ~/.m2: Maven's plugins + the 177 MB zip),
-# unpack 6 s, first start-dev (augmentation + database) 110 s; later starts from the cache answer discovery in
-# ~30 s (60-65 s without the database template), ~460 MiB RSS. A warm run of this script returns at once.
+# Measured on 2 shared cores (load 8-16): download 22-63 s cold (empty Maven repository: its plugins + the 177 MB
+# zip), unpack 1-6 s, first start-dev (augmentation + database) 149-293 s; later starts from the cache answer
+# discovery in ~30 s (60-65 s without the database template), ~460 MiB RSS. A warm run returns at once.
 #
 # Requirements: Java 17+ (Keycloak 26.7 runs on the OpenJDK 17 of Debian 12; JAVA_HOME or `java` on PATH),
 # Maven (mvn) and python3. On a Debian machine where they are missing and we are root, they are installed with
@@ -119,8 +119,9 @@ download_and_unpack() {
   mkdir -p "$downloads"
   if [[ ! -s "$zip" ]]; then
     log "fetching $ARTIFACT from Maven Central (mvn dependency:copy, ~177 MB)"
-    (cd "$downloads" && mvn -B -q -ntp -Dstyle.color=never dependency:copy -Dartifact="$ARTIFACT" -DoutputDirectory="$downloads" \
-      -Dmdep.stripVersion=false) >&2 || die "mvn dependency:copy $ARTIFACT failed (see above)"
+    # Maven's output goes to a log shown only on failure (even -q -B prints colour codes).
+    (cd "$downloads" && mvn -B -q -ntp dependency:copy -Dartifact="$ARTIFACT" -DoutputDirectory="$downloads") \
+      >"$downloads/mvn.log" 2>&1 || { cat "$downloads/mvn.log" >&2; die "mvn dependency:copy $ARTIFACT failed (see above)"; }
     [[ -s "$zip" ]] || die "mvn reported success but $zip is missing"
   fi
   DOWNLOAD_SECONDS=$((SECONDS - start))
