@@ -37,7 +37,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from pydantic import SecretStr
 from tests.support.envtest import EnvTest
-from tests.support.keycloak import Keycloak
+from tests.support.keycloak import Keycloak, Realm
 from tests.support.pki import KeyType, TestCA, generate_private_key, private_key_pem
 
 from oauth_token_operator.api import AuthMethod, OAuthClientCredential, SigningAlgorithm
@@ -50,7 +50,6 @@ from oauth_token_operator.tokens.client import TokenClient, TokenResult
 from oauth_token_operator.tokens.model import ClientConfig
 
 REALM = "oto-tests"
-RESOURCE_SERVER = "resource-server"
 SPECIAL = "p@ss:w+rd/100%=&x y"
 """A client secret with every character that Basic encoding gets wrong somewhere."""
 CANARY = "Canary-5e1b77-p@ss:w+rd/100%=&x y"
@@ -60,49 +59,9 @@ CANARY = "Canary-5e1b77-p@ss:w+rd/100%=&x y"
 # ------------------------------------------------------------------------------------------------ fixtures
 
 
-class Realm:
-    """The module's realm: creates clients and checks tokens as its resource server would."""
-
-    def __init__(self, keycloak: Keycloak, name: str) -> None:
-        self.keycloak, self.name = keycloak, name
-        self.issuer = keycloak.issuer(name)
-        self.token_endpoint = keycloak.token_endpoint(name)
-        self._resource_secret = uuid.uuid4().hex
-
-    def setup(self) -> None:
-        admin = self.keycloak.admin
-        admin.create_realm(self.name)
-        admin.create_client(self.name, RESOURCE_SERVER, secret=self._resource_secret, serviceAccountsEnabled=False)
-        # Keycloak introspects a token only for a client in its audience: every client's tokens name the resource
-        # server, as they would in production (an audience mapper in a default client scope).
-        admin.add_default_audience(self.name, RESOURCE_SERVER)
-
-    def client(self, prefix: str, authenticator: str = "client-secret", **representation: Any) -> str:
-        """A new client_credentials client with a unique ID; returns the client ID."""
-        client_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        self.keycloak.admin.create_client(self.name, client_id, clientAuthenticatorType=authenticator,
-                                          **representation)
-        return client_id
-
-    def introspect(self, token: str) -> dict[str, Any]:
-        return self.keycloak.admin.introspect(self.name, token, client_id=RESOURCE_SERVER,
-                                              client_secret=self._resource_secret)
-
-    def assert_issued_to(self, token: str, client_id: str) -> dict[str, Any]:
-        """Keycloak itself says the token is active, from this realm, for this client."""
-        claims = self.introspect(token)
-        assert claims["active"] is True, claims
-        assert claims["iss"] == self.issuer
-        assert claims["azp"] == client_id
-        assert RESOURCE_SERVER in claims["aud"]
-        return claims
-
-
 @pytest.fixture(scope="module")
 def realm(keycloak: Keycloak) -> Realm:
-    created = Realm(keycloak, REALM)
-    created.setup()
-    return created
+    return Realm.create(keycloak, REALM)
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ sessions therefore never share a database or a transaction log, and an unexpecte
 the session's copy, not into the cache. Typical use::
 
     with Keycloak(keycloak_home(), workdir) as kc:
-        realm = kc.admin.create_realm("apps")
-        secret = kc.admin.create_client("apps", "billing", clientAuthenticatorType="client-secret")
-        ...                                          # a token from kc.token_endpoint("apps")
-        assert kc.admin.introspect("apps", token)["active"]
+        realm = Realm.create(kc, "apps")             # with a resource server that introspects
+        client_id = realm.client("billing", secret="s3cret")
+        ...                                          # a token from realm.token_endpoint
+        realm.assert_issued_to(token, client_id)     # Keycloak says: active, issued to billing
 
 Run ``python -m tests.support.keycloak`` from the repository root to start one for manual poking.
 """
@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import types
+import uuid
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from typing import IO, Any
 
 import httpx
 
-__all__ = ["Keycloak", "KeycloakAdmin", "KeycloakError", "KeycloakUnavailable", "keycloak_home"]
+__all__ = ["Keycloak", "KeycloakAdmin", "KeycloakError", "KeycloakUnavailable", "Realm", "keycloak_home"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "hack" / "keycloak.sh"
@@ -370,6 +371,51 @@ class Keycloak:
             self._log.close()
             self._log = None
         _running.discard(self)
+
+
+class Realm:
+    """A realm for tests: makes client_credentials clients and checks tokens as its resource server would.
+
+    Every client's tokens carry the resource server in ``aud`` (a default client scope with an audience mapper),
+    as in production, because Keycloak introspects a token only for a client in its audience.
+    """
+
+    RESOURCE_SERVER = "resource-server"
+
+    def __init__(self, keycloak: Keycloak, name: str, resource_secret: str) -> None:
+        self.keycloak, self.name = keycloak, name
+        self.issuer = keycloak.issuer(name)
+        self.token_endpoint = keycloak.token_endpoint(name)
+        self._resource_secret = resource_secret
+
+    @classmethod
+    def create(cls, keycloak: Keycloak, name: str) -> Realm:
+        realm = cls(keycloak, name, uuid.uuid4().hex)
+        admin = keycloak.admin
+        admin.create_realm(name)
+        admin.create_client(name, cls.RESOURCE_SERVER, secret=realm._resource_secret, serviceAccountsEnabled=False)
+        admin.add_default_audience(name, cls.RESOURCE_SERVER)
+        return realm
+
+    def client(self, prefix: str, authenticator: str = "client-secret", **representation: Any) -> str:
+        """A new client_credentials client with a unique ID (``<prefix>-<8 hex>``); returns the client ID."""
+        client_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.keycloak.admin.create_client(self.name, client_id, clientAuthenticatorType=authenticator,
+                                          **representation)
+        return client_id
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        return self.keycloak.admin.introspect(self.name, token, client_id=self.RESOURCE_SERVER,
+                                              client_secret=self._resource_secret)
+
+    def assert_issued_to(self, token: str, client_id: str) -> dict[str, Any]:
+        """Keycloak itself says the token is active, from this realm, issued to ``client_id``; returns its claims."""
+        claims = self.introspect(token)
+        assert claims["active"] is True, claims
+        assert claims["iss"] == self.issuer
+        assert claims["azp"] == client_id
+        assert self.RESOURCE_SERVER in claims["aud"]
+        return claims
 
 
 @contextlib.contextmanager
