@@ -13,6 +13,8 @@ expiresAtKey``, in RFC 3339 or Unix seconds, ``0`` meaning never. This module is
   None (no condition) when nothing says the secret expires;
 * :func:`credentials_expiry_event` decides the Warning Event, given the condition's previous reason: one on
   entering the window, one on passing the date, none while nothing changes;
+* :func:`next_expiry_transition` says when the condition will change by itself (the start of the window, the
+  date), so the scheduler can wake up then instead of noticing at the next token refresh, hours later;
 * :func:`expired_note` / :func:`note_expired_credentials` add "the client secret expired on <date>" to a
   refusal after that date, which is nearly always why it was refused.
 """
@@ -37,6 +39,7 @@ __all__ = [
     "credentials_expiry_event",
     "expired_note",
     "expiry_warning",
+    "next_expiry_transition",
     "note_expired_credentials",
     "parse_credentials_expiry",
 ]
@@ -144,6 +147,14 @@ def credentials_expiry_event(previous_reason: str | None, current: ExpiryConditi
     if current.reason is ExpiryReason.CREDENTIALS_VALID:
         return None
     return ExpiryEvent(current.reason, current.message)
+
+
+def next_expiry_transition(expires_at: datetime | None, *, now: datetime, warning: timedelta) -> datetime | None:
+    """The next moment the condition changes with no input changing (None: it will not)."""
+    if expires_at is None or now >= expires_at:
+        return None
+    window = expires_at - warning
+    return window if now < window else expires_at
 
 
 def expired_note(expires_at: datetime | None, *, now: datetime) -> str | None:

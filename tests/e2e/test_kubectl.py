@@ -96,12 +96,13 @@ def table(output: str) -> dict[str, dict[str, str]]:
 
 def test_get_shows_ready_reason_and_age(scene: Scene) -> None:
     output = scene.kubectl.ok("get", "occ")
-    assert output.split("\n", 1)[0].split() == ["NAME", "READY", "REASON", "EXPIRES", "AGE"]
+    assert output.split("\n", 1)[0].split() == ["NAME", "READY", "REASON", "EXPIRES", "CREDENTIALS", "EXPIRE", "AGE"]
     rows = table(output)
     assert set(rows) == {"good", "bad"}
     assert (rows["good"]["READY"], rows["good"]["REASON"]) == ("True", "TokenIssued")
     assert (rows["bad"]["READY"], rows["bad"]["REASON"]) == ("False", "InvalidClient")
     assert rows["bad"]["EXPIRES"] == "", "no token, no expiry"
+    assert rows["good"]["CREDENTIALS EXPIRE"] == "", "the credentials Secret does not say when they expire"
     for row in rows.values():
         assert AGE.match(row["AGE"]), row
 

@@ -128,6 +128,8 @@ def test_monitoring_objects_are_opt_in(helm: Path) -> None:
     exprs = {r["alert"]: r["expr"] for r in rule["spec"]["groups"][0]["rules"]}
     assert exprs["OAuthTokenExpiringSoon"] == "oauth_token_operator_token_expiry_timestamp_seconds - time() < 300"
     assert 'oauth_token_operator_resources{ready="false"}' in exprs["OAuthClientCredentialNotReady"]
+    assert exprs["OAuthClientCredentialsExpiring"] == (
+        "oauth_token_operator_credentials_expiry_timestamp_seconds - time() < 604800")
     assert "{{ $labels.namespace }}" in rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"]
 
 

@@ -51,6 +51,8 @@ def test_public_names_and_columns() -> None:
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert {"Ready", "Reason", "Expires", "Age"} <= set(columns)
+    expiry = next(c for c in version["additionalPrinterColumns"] if c["name"] == "Credentials Expire")
+    assert expiry["jsonPath"] == ".status.credentialsExpireAt" and "priority" not in expiry  # in `kubectl get`
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert set(spec["properties"]) >= {"tokenURL", "issuerURL", "clientCredentialsSecretRef", "authMethod",
                                        "privateKeySecretRef", "signingAlgorithm", "signingKeyID",

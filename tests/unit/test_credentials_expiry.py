@@ -12,6 +12,7 @@ from oauth_token_operator.credentials_expiry import (
     credentials_expiry_event,
     expired_note,
     expiry_warning,
+    next_expiry_transition,
     note_expired_credentials,
     parse_credentials_expiry,
 )
@@ -100,3 +101,11 @@ def test_a_refusal_after_the_date_says_the_secret_expired() -> None:
     assert note_expired_credentials(refused, EXPIRES, now=EXPIRES - timedelta(hours=1)) is refused
     outage = EndpointUnavailable("connection refused")
     assert note_expired_credentials(outage, EXPIRES, now=EXPIRES + timedelta(hours=1)) is outage
+
+
+def test_next_transition_is_the_start_of_the_window_then_the_date() -> None:
+    assert next_expiry_transition(EXPIRES, now=EXPIRES - 2 * WEEK, warning=WEEK) == EXPIRES - WEEK
+    assert next_expiry_transition(EXPIRES, now=EXPIRES - WEEK, warning=WEEK) == EXPIRES
+    assert next_expiry_transition(EXPIRES, now=EXPIRES - timedelta(seconds=1), warning=WEEK) == EXPIRES
+    assert next_expiry_transition(EXPIRES, now=EXPIRES, warning=WEEK) is None
+    assert next_expiry_transition(None, now=EXPIRES, warning=WEEK) is None

@@ -6,13 +6,15 @@ from typing import Any
 
 import pytest
 
-from oauth_token_operator.api import OAuthClientCredentialSpec
+from oauth_token_operator.api import OAuthClientCredential, OAuthClientCredentialSpec
+from oauth_token_operator.kube.serviceaccounts import with_service_account_assertion
 from oauth_token_operator.service_account_assertion import (
     TOKEN_AUDIENCES_ANNOTATION,
     assertion_audience,
     assertion_refusal,
     permitted_audiences,
 )
+from oauth_token_operator.tokens.model import ClientConfig
 
 ENDPOINT = "https://sso.example.com/realms/apps/protocol/openid-connect/token"
 
@@ -73,3 +75,24 @@ def test_an_audience_not_listed_exactly_is_refused(audience: str) -> None:
 
 def test_no_wildcards() -> None:
     assert assertion_refusal("ns", "sa", {TOKEN_AUDIENCES_ANNOTATION: "*"}, ENDPOINT) is not None
+
+
+class _Unreachable:
+    """A Kubernetes API that must not be asked anything."""
+
+    async def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        raise AssertionError("no ServiceAccount is read for a method that needs no ServiceAccount token")
+
+    async def create_service_account_token(self, namespace: str, name: str, audience: str,
+                                           expiration_seconds: int) -> dict[str, Any]:
+        raise AssertionError("nothing is minted for a method that needs no ServiceAccount token")
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_jwt"])
+async def test_other_methods_pass_through_without_asking_the_cluster(method: str) -> None:
+    occ = OAuthClientCredential.model_validate({
+        "metadata": {"name": "r", "namespace": "team-a"},
+        "spec": {"tokenURL": ENDPOINT, "authMethod": method, "clientCredentialsSecretRef": {"name": "c"},
+                 "target": {"secretName": "t"}}})
+    config = ClientConfig(client_id="id", auth_method=occ.spec.auth_method)
+    assert await with_service_account_assertion(_Unreachable(), occ, config, ENDPOINT) is config

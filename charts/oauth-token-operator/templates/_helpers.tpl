@@ -95,6 +95,14 @@ in cluster-wide mode). Keep in sync with deploy/rbac/cluster/clusterrole.yaml an
 - apiGroups: [apps]
   resources: [deployments, statefulsets, daemonsets]
   verbs: [get, patch]
+# authMethod kubernetes_service_account: read a ServiceAccount's opt-in annotation, then mint its tokens
+# (TokenRequest). Nothing else on ServiceAccounts.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [serviceaccounts/token]
+  verbs: [create]
 {{- end }}
 
 {{/*

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from .classify import classify_error_response, classify_transport_error, redact
 from .client import TokenClient, TokenResult
+from .clientauth import ClientAuth, strategy_for
 from .model import ClientConfig, TLSMaterial, Token
 from .request import BasicEncoding, PreparedRequest, build_token_request
 from .response import parse_token_response
 
 __all__ = [
     "BasicEncoding",
+    "ClientAuth",
     "ClientConfig",
     "PreparedRequest",
     "TLSMaterial",
@@ -25,4 +27,5 @@ __all__ = [
     "classify_transport_error",
     "parse_token_response",
     "redact",
+    "strategy_for",
 ]
