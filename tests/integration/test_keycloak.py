@@ -142,6 +142,20 @@ async def test_wrong_secret_is_invalid_client(realm: Realm, token_client: TokenC
     assert_no_secret(message, CANARY)
 
 
+async def test_client_without_service_accounts_is_invalid_client(realm: Realm, token_client: TokenClient) -> None:
+    """The switch users forget in Keycloak's console ("Service accounts roles"): the grant is not allowed."""
+    client_id = realm.client("no-grant", secret=SPECIAL, serviceAccountsEnabled=False)
+
+    with pytest.raises(InvalidClient) as caught:
+        await token_client.fetch_token(config(realm, client_id, SPECIAL))
+
+    message = caught.value.message
+    assert "unauthorized_client" in message
+    assert "Client not enabled to retrieve service account" in message
+    assert "enable that grant type" in message
+    assert_no_secret(message, SPECIAL)
+
+
 async def test_discovery_through_the_realm_issuer(realm: Realm, token_client: TokenClient) -> None:
     client_id = realm.client("disco", secret=SPECIAL)
     cfg = config(realm, client_id, SPECIAL, issuer=True)
