@@ -130,7 +130,7 @@ download_and_unpack() {
   rm -rf "$scratch" "$DEST"
   mkdir -p "$scratch"
   log "unpacking into $DEST"
-  python3 -m zipfile -e "$zip" "$scratch" || die "cannot unpack $zip"
+  python3 -m zipfile -e "$zip" "$scratch" || { rm -f "$zip"; die "cannot unpack $zip (removed: the next run fetches it again)"; }
   [[ -f "$scratch/keycloak-$KEYCLOAK_VERSION/bin/kc.sh" ]] || die "$zip does not hold keycloak-$KEYCLOAK_VERSION/bin/kc.sh"
   mv "$scratch/keycloak-$KEYCLOAK_VERSION" "$DEST"
   rm -rf "$scratch"
