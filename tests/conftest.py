@@ -14,6 +14,7 @@ if str(REPO_ROOT) not in sys.path:  # so `tests.support` imports however pytest 
     sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.envtest import EnvTest, EnvTestUnavailable, assets_dir  # noqa: E402
+from tests.support.keycloak import Keycloak, KeycloakUnavailable, keycloak_home  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +66,29 @@ def _wait_until_garbage_collector_knows_the_crd(env: EnvTest, timeout: float = 1
         raise RuntimeError(f"the garbage collector did not learn the CRD within {timeout}s")
     finally:
         api.close()
+
+
+# ------------------------------------------------------------------------------------- Keycloak (test tier)
+
+
+@pytest.fixture(scope="session")
+def keycloak(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Keycloak]:
+    """A real Keycloak (``kc.sh start-dev`` on 127.0.0.1, built once by ``hack/keycloak.sh``), shared by the
+    whole session; its log is ``<tmp>/keycloak0/keycloak.log``. It trusts the CA of ``kube_env``'s API server
+    (when that is available) so its Kubernetes identity provider can fetch the ServiceAccount issuer's JWKS.
+
+    Skips when Java or Maven cannot be had here, except under CI (``$CI`` set), where that is a failure.
+    """
+    try:
+        home = keycloak_home()
+    except KeycloakUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Keycloak unavailable in CI: {exc.message}", pytrace=False)
+        pytest.skip(exc.message)
+    truststore: list[Path] = []
+    try:
+        truststore.append(request.getfixturevalue("kube_env").ca_file)
+    except pytest.skip.Exception:
+        pass  # no API server here: the ServiceAccount tests skip with kube_env's reason, the others run
+    with Keycloak(home, tmp_path_factory.mktemp("keycloak"), truststore_paths=truststore) as server:
+        yield server
