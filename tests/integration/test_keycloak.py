@@ -48,6 +48,7 @@ from oauth_token_operator.resolve import resolve_client_config
 from oauth_token_operator.service_account_assertion import TOKEN_AUDIENCES_ANNOTATION
 from oauth_token_operator.tokens.client import TokenClient, TokenResult
 from oauth_token_operator.tokens.model import ClientConfig
+from oauth_token_operator.tokens.networks import DeniedNetworks
 
 REALM = "oto-tests"
 SPECIAL = "p@ss:w+rd/100%=&x y"
@@ -66,7 +67,8 @@ def realm(keycloak: Keycloak) -> Realm:
 
 @pytest.fixture
 async def token_client() -> AsyncIterator[TokenClient]:
-    client = TokenClient(allow_insecure_http=True, timeout=30.0)  # Keycloak's dev mode is plain http
+    # Keycloak's dev mode is plain http, on loopback (which the operator's default denied networks refuse).
+    client = TokenClient(allow_insecure_http=True, timeout=30.0, denied_networks=DeniedNetworks())
     yield client
     await client.aclose()
 
@@ -239,6 +241,7 @@ async def test_client_secret_jwt(realm: Realm, token_client: TokenClient, algori
 def token_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OAUTH_TOKEN_OPERATOR_")}
     environment.pop("KUBECONFIG", None)
+    environment["OAUTH_TOKEN_OPERATOR_DENIED_ENDPOINT_NETWORKS"] = ""  # Keycloak listens on loopback here
     return subprocess.run([sys.executable, "-m", "oauth_token_operator", "token", *args], capture_output=True,
                           text=True, timeout=120, check=False, env={**environment, **(env or {})})
 
