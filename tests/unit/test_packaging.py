@@ -156,3 +156,13 @@ def test_dockerignore_is_an_allow_list() -> None:
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     assert {"pyproject.toml", "operator"} <= allowed
     assert not allowed & {".git", ".venv", "tests", ".env"}
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # tests/ has no packages (rootdir-relative imports): two test files with one basename break collection of
+    # the whole suite, which is what `hack/test.sh` runs.
+    from collections import Counter
+
+    root = Path(__file__).resolve().parents[1]
+    names = Counter(p.name for p in root.rglob("test_*.py"))
+    assert [n for n, c in names.items() if c > 1] == []
