@@ -119,6 +119,7 @@ class Refresher:
             return await self._unparseable(body, state, exc, now)
         if not state.loaded:
             state.resume(resource.status)
+            self.reporter.resumed(resource.metadata, state)
         # Nothing can be read or written while the API server is failing us: wait for the backoff (the
         # client's gate moves it earlier as soon as the server answers again).
         if state.kube_retry_at is not None and state.kube_retry_at > now:

@@ -2,7 +2,8 @@
 
 ESO's ``markAsFailed``/``markAsDone`` lesson: a second path that sets only two of the three is a bug waiting to
 be found. :meth:`Reporter.report` is the only caller of ``patch_status`` and ``create_event`` in the refresh
-logic, and the only place the per-resource metrics change. Status is written through the typed model
+logic, and the only place the per-resource metrics change (:meth:`Reporter.resumed` publishes the status a
+restarted worker found, before any outcome). Status is written through the typed model
 (``model_dump(by_alias=True)``), and only when it changed (a steady refresh costs one status write, a failure
 repeated on every retry costs none).
 """
@@ -88,6 +89,21 @@ class Reporter:
                                 reason=note.condition.reason, message=note.condition.message, now=now,
                                 generation=meta.generation)
         return updated, notice
+
+    def resumed(self, meta: ObjectMeta, state: WorkerState) -> None:
+        """A worker took over its resource (start or restart): publish what its status records, so that the
+        per-resource metrics count it at once, not only after its next outcome (with fresh tokens, that is a
+        refresh interval later). Writes nothing: the status already says it."""
+        ready = next((c for c in state.status.conditions if c.type == "Ready"), None)
+        expires_at = state.status.expires_at
+        self.metrics.observe_resource(
+            namespace=meta.namespace, name=meta.name, ready=ready is not None and ready.status == "True",
+            failures=state.status.consecutive_failures,
+            expires_at=expires_at.timestamp() if expires_at else None)
+        credentials = state.status.credentials_expire_at
+        if credentials is not None:
+            self.metrics.observe_credentials_expiry(namespace=meta.namespace, name=meta.name,
+                                                    expires_at=credentials.timestamp())
 
     async def notify(self, meta: ObjectMeta, notice: Notice) -> None:
         """Post one Event (and count it). Only :meth:`report` and once-only notices call this."""

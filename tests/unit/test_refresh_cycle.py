@@ -7,7 +7,7 @@ each test runs in milliseconds. The e2e tests prove the same behaviour against t
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from refresh_fakes import START, Harness, harness, resource
@@ -16,6 +16,10 @@ from oauth_token_operator.errors import EndpointUnavailable, InvalidTokenRespons
 from oauth_token_operator.kube.target import DIGEST_ANNOTATION
 
 JSON = dict[str, Any]
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def body(h: Harness, **spec: Any) -> JSON:
@@ -87,6 +91,24 @@ async def test_a_restart_with_a_fresh_token_requests_nothing() -> None:
     h.clock.advance(60)
     await h.run(body(h))
     assert len(h.tokens.requests) == 1
+
+
+async def test_a_restart_with_a_fresh_token_counts_the_resource_in_the_metrics_at_once() -> None:
+    # Without it the resources gauge of a restarted operator showed only the resources that refreshed since
+    # (a dashboard saw most of them vanish for a refresh interval) and nothing could tell when a restart is over.
+    h = harness()
+    await h.run(body(h))
+    expires = h.kube.status[("ns", "r")]["expiresAt"]
+    h.restart()
+    h.kube.calls.clear()
+    h.clock.advance(60)
+    await h.run(body(h))
+    metrics = h.refresher.metrics
+    assert metrics.registry.get_sample_value("oauth_token_operator_resources", {"ready": "true"}) == 1
+    assert metrics.registry.get_sample_value("oauth_token_operator_resources", {"ready": "false"}) == 0
+    assert metrics.registry.get_sample_value("oauth_token_operator_token_expiry_timestamp_seconds",
+                                             {"namespace": "ns", "name": "r"}) == parse_time(expires).timestamp()
+    assert not [call for call in h.kube.calls if call[0] != "get"]  # published, not written
 
 
 async def test_finding_3_a_write_the_api_server_refuses_is_reported_once_and_not_retried_in_a_loop() -> None:

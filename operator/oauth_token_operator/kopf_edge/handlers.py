@@ -63,9 +63,12 @@ def register(registry: kopf.OperatorRegistry) -> None:
         app: App = memo["app"]
         worker = app.workers.open(uid)
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        # After a start, wait for the watches' first listing: it tells the versions of the referenced objects,
-        # so a resource with a fresh token reads only its target Secret (bounded: a slow listing costs reads).
-        await app.workers.wait_synced(within=WATCH_SYNC_TIMEOUT)
+        # After a start, a resource that already holds a token waits for the watches' first listing: it tells
+        # the versions of the referenced objects, so such a resource reads only its target Secret (bounded: a
+        # slow listing costs reads, not correctness). A new resource reads its inputs anyway: it starts at once
+        # (in a cluster full of large foreign Secrets the first listing takes seconds).
+        if (body.get("status") or {}).get("expiresAt"):
+            await app.workers.wait_synced(within=WATCH_SYNC_TIMEOUT)
         try:
             while not stopped:
                 due = await app.refresher.run(_plain(body), worker)

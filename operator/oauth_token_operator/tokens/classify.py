@@ -360,7 +360,9 @@ def classify_error_response(
     source = credentials_source or "the client credentials Secret"
     challenge = headers.get("www-authenticate", "").strip().split(" ", 1)[0].lower()
     if oauth_code in _CLIENT_CODES or (status in (401, 403) and (oauth_code not in _REQUEST_CODES or status == 401)):
-        if oauth_code == "unauthorized_client":
+        # unauthorized_client is "may not use this grant" (RFC 6749 §5.2), except that some servers (Keycloak)
+        # send it with a 401 when the client's authentication failed: then the credentials are what to check.
+        if oauth_code == "unauthorized_client" and status != 401:
             hint = _CODE_HINTS[oauth_code]
         else:
             hint = _client_hint(auth_method, source, challenge)

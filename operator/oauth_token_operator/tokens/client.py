@@ -70,7 +70,13 @@ __all__ = ["DEFAULT_USER_AGENT", "TokenClient", "TokenResult"]
 DEFAULT_USER_AGENT = f"oauth-token-operator/{__version__}"
 DISCOVERY_TTL_SECONDS = 3600.0
 POOL_IDLE_SECONDS = 900.0
-MAX_CONCURRENT_REQUESTS_PER_POOL = 100
+#: Requests in flight per pool (the rest wait for a slot, outside their deadline), and the connections kept
+#: open. Measured at 1,000-10,000 resources against one endpoint: with 100 slots but 20 kept-alive connections,
+#: httpcore's pool (which scans every queued request against every connection on each change) took a third of
+#: the operator's CPU, connections beyond 20 were re-opened (TLS handshakes), and on a busy event loop requests
+#: exceeded their 10 s deadline and opened the endpoint's circuit. 32, all kept alive, still fills a fast
+#: endpoint and keeps 100+ requests per second for one with 200 ms latency.
+MAX_CONCURRENT_REQUESTS_PER_POOL = 32
 
 INSECURE_TLS_WARNING = "TLS certificate verification is disabled (tls.insecureSkipVerify)"
 INSECURE_HTTP_WARNING = "plain http:// allowed by --allow-insecure-http"
@@ -339,7 +345,8 @@ class TokenClient:
         if pool is None:
             context = build_ssl_context(config.tls)
             limits = httpx.Limits(
-                max_connections=MAX_CONCURRENT_REQUESTS_PER_POOL, max_keepalive_connections=20, keepalive_expiry=30.0
+                max_connections=MAX_CONCURRENT_REQUESTS_PER_POOL,
+                max_keepalive_connections=MAX_CONCURRENT_REQUESTS_PER_POOL, keepalive_expiry=30.0,
             )
             transport: httpx.AsyncBaseTransport | None = None
             if self._transport_factory:

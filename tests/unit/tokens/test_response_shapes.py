@@ -296,6 +296,14 @@ ROWS = [
         Refused(Reason.INVALID_CLIENT, ("unauthorized_client", "client_credentials grant")),
     ),
     Row(
+        # Keycloak's answer to a wrong client secret: the credentials, not the grant, are what to check.
+        "401-unauthorized_client-keycloak-wrong-secret",
+        401,
+        _json({"error": "unauthorized_client", "error_description": "Invalid client or Invalid client credentials"}),
+        Refused(Reason.INVALID_CLIENT, ("unauthorized_client", "check the client ID"),
+                never_says=("client_credentials grant",)),
+    ),
+    Row(
         "apigee-errorcode",
         401,
         _json({"ErrorCode": "invalid_client", "Error": "ClientId is Invalid"}),
