@@ -93,6 +93,13 @@ _CODE_HINTS = {
 }
 
 
+_AUTHENTICATION_FAILED = re.compile(r"credential|authenticat|invalid client|secret", re.IGNORECASE)
+
+
+def _says_authentication_failed(status: int, description: str | None) -> bool:
+    return status == 401 and description is not None and bool(_AUTHENTICATION_FAILED.search(description))
+
+
 # ---------------------------------------------------------------------------------------------- redaction
 
 
@@ -361,8 +368,9 @@ def classify_error_response(
     challenge = headers.get("www-authenticate", "").strip().split(" ", 1)[0].lower()
     if oauth_code in _CLIENT_CODES or (status in (401, 403) and (oauth_code not in _REQUEST_CODES or status == 401)):
         # unauthorized_client is "may not use this grant" (RFC 6749 §5.2), except that some servers (Keycloak)
-        # send it with a 401 when the client's authentication failed: then the credentials are what to check.
-        if oauth_code == "unauthorized_client" and status != 401:
+        # also send it, with a 401, when the client's authentication failed ("Invalid client or Invalid client
+        # credentials"): then the credentials are what to check. The description tells the two apart.
+        if oauth_code == "unauthorized_client" and not _says_authentication_failed(status, description):
             hint = _CODE_HINTS[oauth_code]
         else:
             hint = _client_hint(auth_method, source, challenge)

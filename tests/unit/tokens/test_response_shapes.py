@@ -304,6 +304,13 @@ ROWS = [
                 never_says=("client_credentials grant",)),
     ),
     Row(
+        # ...and its answer for a client whose service accounts are off: the same code and status, the grant.
+        "401-unauthorized_client-keycloak-no-service-account",
+        401,
+        _json({"error": "unauthorized_client", "error_description": "Client not enabled to retrieve service account"}),
+        Refused(Reason.INVALID_CLIENT, ("unauthorized_client", "client_credentials grant")),
+    ),
+    Row(
         "apigee-errorcode",
         401,
         _json({"ErrorCode": "invalid_client", "Error": "ClientId is Invalid"}),
