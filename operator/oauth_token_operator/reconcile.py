@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from . import outcomes, schedule
 from .api import OAuthClientCredential, OAuthClientCredentialStatus, ObjectMeta
 from .credentials_expiry import (
+    CONDITION_TYPE,
     credentials_expiry_condition,
     expiry_warning,
     next_expiry_transition,
@@ -358,13 +359,19 @@ class Refresher:
 
     # -- reporting -------------------------------------------------------------------------------------------
 
-    def _credentials_note(self, resource: OAuthClientCredential, state: WorkerState,
-                          now: datetime) -> CredentialsNote:
-        """What the credentials Secret says about its expiry (from the last read, else from status)."""
+    def _credentials_expiry(self, resource: OAuthClientCredential,
+                            state: WorkerState) -> tuple[datetime | None, timedelta, str]:
+        """When the client secret expires (from the last read, else from status), the warning window, and
+        which Secret says so."""
         resolved = state.resolved
         expires = resolved.credentials_expire_at if resolved is not None else state.status.credentials_expire_at
         where = (resolved.config.credentials_source if resolved is not None else None) or "the credentials Secret"
         warning = expiry_warning(resource.spec.credentials_expiry_warning, self.settings.credentials_expiry_warning)
+        return expires, warning, where
+
+    def _credentials_note(self, resource: OAuthClientCredential, state: WorkerState,
+                          now: datetime) -> CredentialsNote:
+        expires, warning, where = self._credentials_expiry(resource, state)
         return CredentialsNote(expires, credentials_expiry_condition(expires, now=now, warning=warning, where=where))
 
     async def _report(self, resource: OAuthClientCredential, state: WorkerState, outcome: Outcome) -> None:
@@ -376,7 +383,7 @@ class Refresher:
                                    now: datetime) -> None:
         """Report the expiry alone when it entered its warning window or passed while nothing else happened."""
         note = self._credentials_note(resource, state, now)
-        stored = next((c for c in state.status.conditions if c.type == "CredentialsExpiring"), None)
+        stored = next((c for c in state.status.conditions if c.type == CONDITION_TYPE), None)
         unchanged = (note.expires_at == state.status.credentials_expire_at
                      and (stored.reason if stored else None) == (note.condition.reason if note.condition else None))
         if not unchanged:
@@ -384,9 +391,8 @@ class Refresher:
 
     def _next_expiry_transition(self, resource: OAuthClientCredential, state: WorkerState,
                                 now: datetime) -> datetime | None:
-        note = self._credentials_note(resource, state, now)
-        warning = expiry_warning(resource.spec.credentials_expiry_warning, self.settings.credentials_expiry_warning)
-        return next_expiry_transition(note.expires_at, now=now, warning=warning)
+        expires, warning, _ = self._credentials_expiry(resource, state)
+        return next_expiry_transition(expires, now=now, warning=warning)
 
     # -- failures --------------------------------------------------------------------------------------------
 
@@ -409,7 +415,7 @@ class Refresher:
                 delay = schedule.retry_delay(error=error, consecutive_failures=state.failures + int(counted),
                                              now=now, expires_at=expires, jitter_key=meta.uid)
                 retry_at = now + timedelta(seconds=delay)
-            state.failed(error, retry_at=retry_at, counted=counted)
+            state.failed(retry_at=retry_at, counted=counted)
         outcome = outcomes.failure(error=error, now=now, retry_at=retry_at, expires_at=expires,
                                    failures=state.failures, shared=not counted, endpoint=endpoint,
                                    attempted_inputs=state.attempted_inputs)

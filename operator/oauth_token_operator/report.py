@@ -59,9 +59,10 @@ class Reporter:
             if notice is not None:
                 notices.append(notice)
         updated = state.status.model_copy(update={**fields, "conditions": conditions})
-        if status_patch(updated) != status_patch(state.status):
+        patch = status_patch(updated)
+        if patch != status_patch(state.status):
             try:
-                await self.kube.patch_status(meta.namespace, meta.name, status_patch(updated))
+                await self.kube.patch_status(meta.namespace, meta.name, patch)
             except NotFound:
                 return  # the resource is being deleted
             state.status = updated

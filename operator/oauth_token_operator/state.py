@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .api import OAuthClientCredentialStatus
-from .errors import OperatorError
 from .kube.target import TargetState
 from .resolve import RefKey, Resolved
 from .tokens.model import Token
@@ -171,7 +170,7 @@ class WorkerState:
         self.expires_at = token.expires_at
         self.blocked_on = None
 
-    def failed(self, error: OperatorError, *, retry_at: datetime, counted: bool) -> None:
+    def failed(self, *, retry_at: datetime, counted: bool) -> None:
         """A failure of the token request (``counted``) or one shared with other resources (not counted)."""
         if counted:
             self.failures += 1
