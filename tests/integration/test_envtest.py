@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +36,6 @@ def gone(read: Callable[[], Any]) -> Callable[[], bool]:
         return False
 
     return check
-
-
-@pytest.fixture
-def admin(kube_env: EnvTest) -> Iterator[client.ApiClient]:
-    with kube_env.api_client() as api:
-        yield api
-
-
-@pytest.fixture
-def namespace(admin: client.ApiClient) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(admin)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
 
 
 def test_version_is_pinned(kube_env: EnvTest, admin: client.ApiClient) -> None:

@@ -8,7 +8,6 @@ nothing minted (no TokenRequest is even made).
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -30,21 +29,6 @@ from oauth_token_operator.tokens.networks import DeniedNetworks
 
 SA = "torch-client"
 TOKEN_REQUESTS = ("create", "serviceaccounts/token")
-
-
-@pytest.fixture
-def admin(kube_env: EnvTest) -> Iterator[client.ApiClient]:
-    with kube_env.api_client() as api:
-        yield api
-
-
-@pytest.fixture
-def namespace(admin: client.ApiClient) -> Iterator[str]:
-    name = f"sa-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(admin)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
 
 
 @pytest.fixture
