@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from . import __version__
 from .api import SECRET_OPT_IN_LABEL
 from .endpoint_health import EndpointHealth
 from .kube.client import ApiGate, KubeClient, load_kube_config
+from .kube.resource_watch import ResourceEvent, ResourceWatch
 from .kube.target import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from .kube.watch import MetadataWatch, WatchTarget
 from .metrics import Metrics
 from .reconcile import Refresher
+from .scheduler import Scheduler
 from .settings import OperatorSettings
+from .shared_reads import SharedReads
 from .tokens.client import TokenClient
 from .tokens.egress import DeniedNetworks, api_server_addresses
-from .workers import WorkerRegistry
+from .workers import WATCH_SYNC_TIMEOUT, WorkerRegistry
 
 __all__ = ["App"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,7 +40,23 @@ class App:
     metrics: Metrics
     refresher: Refresher
     workers: WorkerRegistry
-    watches: list[MetadataWatch] = field(default_factory=list)
+    scheduler: Scheduler = field(init=False)
+    watches: list[MetadataWatch | ResourceWatch] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.scheduler = Scheduler(self.run_cycle)
+        self.workers.wake = self.scheduler.wake
+        self.workers.forget = self.scheduler.forget
+        self.workers.gone = lambda namespace, name: self.metrics.forget_resource(namespace=namespace, name=name)
+        self.workers.release_finalizer = self._release_finalizer
+
+    async def run_cycle(self, uid: str) -> datetime | None:
+        """One resource's cycle, on the latest copy of its object; None when it is gone."""
+        body, state = self.workers.body(uid), self.workers.get(uid)
+        if body is None or state is None:
+            return None
+        return await self.refresher.run(json.loads(body), state)
 
     def watch_targets(self) -> list[WatchTarget]:
         """What the operator watches besides its own resources: the metadata of Secrets and ConfigMaps, in
@@ -41,6 +67,43 @@ class App:
                    if self.settings.require_secret_label else [None])
         return [*(WatchTarget("Secret", ns, selector) for ns in namespaces for selector in secrets),
                 *(WatchTarget("ConfigMap", ns) for ns in namespaces)]
+
+    def start(self, loop: asyncio.AbstractEventLoop, *, paused: bool = False) -> None:
+        """Start watching and refreshing; ``paused``: refresh nothing until :meth:`resume` (peering)."""
+        if paused:
+            self.scheduler.pause()
+        self.start_watches(loop)
+        scopes: list[str | None] = list(self.settings.namespaces) or [None]
+        for namespace in scopes:
+            watch = self.kube.resource_watch(namespace, loop=loop, on_events=self.workers.resources_changed)
+            watch.start()
+            self.watches.append(watch)
+        loop.call_later(WATCH_SYNC_TIMEOUT, self.workers.release_waiting)
+        self._spawn(self.scheduler.serve())
+
+    def pause(self) -> None:
+        """Another replica leads: start no cycle, and forget what the workers knew (the leader writes now)."""
+        self.scheduler.pause()
+        self.workers.reset()
+
+    def resume(self) -> None:
+        self.workers.wake_all()
+        self.scheduler.resume()
+
+    def _release_finalizer(self, event: ResourceEvent) -> None:
+        self._spawn(self._release(event))
+
+    async def _release(self, event: ResourceEvent) -> None:
+        try:
+            await self.kube.release_legacy_finalizer(event)
+        except Exception as exc:  # the next watch event of the resource tries again
+            log.warning("could not remove the old finalizer of %s/%s: %s", event.namespace, event.name,
+                        type(exc).__name__)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def start_watches(self, loop: asyncio.AbstractEventLoop) -> None:
         targets = self.watch_targets()
@@ -65,13 +128,17 @@ class App:
                           timeout=settings.kube_request_timeout_seconds,
                           gate=ApiGate(on_recovered=workers.kube_recovered))
         tokens = token_client(settings, api_server_url=api_client.configuration.host)
+        reads = SharedReads(kube, workers)
+        workers.unreferenced = reads.drop
         refresher = Refresher(kube=kube, tokens=tokens, health=EndpointHealth(), metrics=metrics,
                               settings=settings, on_endpoint_recovered=workers.endpoint_recovered,
-                              on_references=workers.track)
+                              on_references=workers.track, reads=reads)
         return cls(settings=settings, kube=kube, tokens=tokens, metrics=metrics, refresher=refresher,
                    workers=workers)
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         for watch in self.watches:
             watch.stop()
         await self.tokens.aclose()

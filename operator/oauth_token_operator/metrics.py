@@ -55,7 +55,7 @@ class Metrics:
             ["namespace", "name"], registry=self.registry)
         self.kube_requests = Counter(
             "oauth_token_operator_kube_requests", "Kubernetes API requests made by the refresh logic, by verb and "
-            "resource (Kopf's own watch and finalizer requests are not included).", ["verb", "resource"],
+            "resource (the list and watch requests of the watches are not included).", ["verb", "resource"],
             registry=self.registry)
         self.events = Counter(
             "oauth_token_operator_events", "Events the operator posted about its resources, by type and reason.",

@@ -1,7 +1,7 @@
 """One resource's refresh cycle: gather the facts, ask ``decide``, carry the decision out, report.
 
-:class:`Refresher` is what the Kopf daemon of each resource calls in a loop; it returns when it next wants to
-run. It decides nothing itself: *what* to do comes from :func:`~oauth_token_operator.decide.decide` (an ordered
+:class:`Refresher` is what the scheduler (``scheduler.py``) runs for each resource; it returns when it next wants
+to run. It decides nothing itself: *what* to do comes from :func:`~oauth_token_operator.decide.decide` (an ordered
 chain of named policies), *when* from ``schedule``, *what the user is told* from ``outcomes``, and every
 outcome leaves through the one funnel :meth:`~oauth_token_operator.report.Reporter.report`. The worker's
 memory is :class:`~oauth_token_operator.state.WorkerState`, changed only through its methods.
@@ -13,7 +13,7 @@ Secret's version is the one our own write returned.
 
 Failures of the Kubernetes API server are the loop's own transient failures (a short backoff of
 :data:`~oauth_token_operator.schedule.KUBERNETES_CAP_SECONDS` at most, and an immediate retry when the
-client's gate sees the server answer again): they never escape to Kopf, whose daemon backoff is a minute.
+client's gate sees the server answer again): they never escape to the scheduler, whose crash backoff is a minute.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from .metrics import Metrics
 from .outcomes import CredentialsNote, Notice, Outcome
 from .reasons import EventReason, Reason
 from .report import Reporter
-from .resolve import Resolved, inputs_hash, referenced_objects, resolve_client_config
+from .resolve import ObjectSource, Resolved, inputs_hash, referenced_objects, resolve_client_config
 from .settings import OperatorSettings
 from .state import WorkerState
 from .tokens.classify import without_userinfo
@@ -95,12 +95,16 @@ class Refresher:
                  metrics: Metrics, settings: OperatorSettings,
                  on_endpoint_recovered: Callable[[str], None] | None = None,
                  on_references: Callable[[WorkerState, OAuthClientCredential], None] | None = None,
+                 reads: ObjectSource | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
         self.on_endpoint_recovered = on_endpoint_recovered
         # Told which objects a worker depends on before it reads any of them, so that a change arriving
         # while it runs (even its very first run) still reaches it.
         self.on_references = on_references
         self.kube = kube
+        # Where the referenced Secrets and ConfigMaps are read from: shared_reads.SharedReads in the operator
+        # (one read per version, however many resources reference an object), the client itself in tests.
+        self.reads: ObjectSource = reads or kube
         self.tokens = tokens
         self.health = health
         self.metrics = metrics
@@ -193,7 +197,7 @@ class Refresher:
                        now: datetime) -> datetime | None:
         """Read the referenced objects into the cache; on an input error report it and return the recheck."""
         try:
-            resolved = await resolve_client_config(resource, self.kube,
+            resolved = await resolve_client_config(resource, self.reads,
                                                    require_secret_label=self.settings.require_secret_label)
         except InputError as exc:
             state.resolved = None

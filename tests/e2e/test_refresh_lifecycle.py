@@ -71,6 +71,25 @@ def test_delete_with_endpoint_down_leaves_no_finalizer_and_collects_the_secret(
         auth_server.set_down(False)
 
 
+def test_resources_carry_no_finalizer_and_one_left_by_an_older_version_does_not_block_deletion(
+        kube: Kube, auth_server: AuthServer, operator: OperatorProcess, namespace: str, client_id: str) -> None:
+    # Up to this version Kopf put its finalizer on every resource (it ran one daemon per resource). An upgraded
+    # install still has it on its resources: their deletion must not hang now that nobody runs those daemons.
+    auth_server.add_client(client_id, secret="s")
+    kube.apply_secret(namespace, "creds", {"client_id": client_id, "client_secret": "s"})
+    kube.create_occ(namespace, "new", spec(auth_server.token_url, target="new-tok"))
+    kube.create_occ(namespace, "upgraded", spec(auth_server.token_url, target="old-tok"))
+    kube.patch_occ(namespace, "upgraded", {"metadata": {"finalizers": ["oauth-token-operator.dev/finalizer"]}})
+    wait_for(lambda: is_ready(kube, namespace, "new") and is_ready(kube, namespace, "upgraded"), message="Ready")
+    assert not (kube.get_occ(namespace, "new") or {})["metadata"].get("finalizers"), "nothing to finalize"
+    for name in ("new", "upgraded"):
+        kube.delete_occ(namespace, name)
+    wait_for(lambda: kube.get_occ(namespace, "upgraded") is None and kube.get_occ(namespace, "new") is None,
+             timeout=20, message=f"both deleted ({operator.log_path})")
+    wait_for(lambda: kube.secret(namespace, "old-tok") is None and kube.secret(namespace, "new-tok") is None,
+             timeout=30, message="their target Secrets garbage-collected")
+
+
 def test_deleted_credentials_report_but_keep_the_token_and_recreating_recovers(
         kube: Kube, auth_server: AuthServer, operator: OperatorProcess, namespace: str, client_id: str) -> None:
     auth_server.add_client(client_id, secret="s")

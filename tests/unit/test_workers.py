@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime, timedelta
-
 from oauth_token_operator.api import OAuthClientCredential
+from oauth_token_operator.kube.resource_watch import LEGACY_FINALIZER, ResourceEvent
 from oauth_token_operator.workers import WorkerRegistry
 
 
-def registry_with_worker() -> tuple[WorkerRegistry, str]:
-    registry = WorkerRegistry()
+class Recording(WorkerRegistry):
+    """The registry with the scheduler's side recorded."""
+
+    def __init__(self) -> None:
+        self.woken: set[str] = set()
+        self.forgotten: list[str] = []
+        self.gone_resources: list[tuple[str, str]] = []
+        self.released: list[ResourceEvent] = []
+        super().__init__(wake=self.woken.add, forget=self.forgotten.append,
+                         gone=lambda ns, name: self.gone_resources.append((ns, name)),
+                         release_finalizer=self.released.append)
+
+
+def registry_with_worker() -> tuple[Recording, str]:
+    registry = Recording()
     worker = registry.open("uid-1")
     worker.references = frozenset({("Secret", "creds"), ("ConfigMap", "ca")})
     worker.target_name = "tok"
@@ -23,8 +34,8 @@ def registry_with_worker() -> tuple[WorkerRegistry, str]:
     return registry, "uid-1"
 
 
-def woken(registry: WorkerRegistry, uid: str) -> bool:
-    return registry._wake[uid].is_set()
+def woken(registry: Recording, uid: str) -> bool:
+    return uid in registry.woken
 
 
 def test_echo_of_a_version_already_seen_wakes_nobody() -> None:
@@ -54,7 +65,7 @@ def test_a_changed_or_deleted_target_secret_is_looked_at_again() -> None:
 def test_a_deleted_then_recreated_reference_still_wakes() -> None:
     registry, uid = registry_with_worker()
     registry.object_changed("ns", "Secret", "creds", None)
-    registry._wake[uid].clear()
+    registry.woken.clear()
     registry.object_changed("ns", "Secret", "creds", "30")
     assert woken(registry, uid)
 
@@ -74,7 +85,7 @@ def test_only_spec_or_refresh_annotation_changes_of_the_resource_wake() -> None:
     assert not woken(registry, uid)
     registry.resource_changed(uid, 1, "1732467600")
     assert woken(registry, uid)
-    registry._wake[uid].clear()
+    registry.woken.clear()
     registry.resource_changed(uid, 2, "1732467600")
     assert woken(registry, uid)
 
@@ -97,16 +108,6 @@ def test_close_forgets_the_worker_and_its_references() -> None:
     assert registry._refs == {}
 
 
-async def test_sleep_returns_when_woken_before_the_due_time() -> None:
-    registry, uid = registry_with_worker()
-    due = datetime.now(UTC) + timedelta(hours=1)
-    sleeper = asyncio.create_task(registry.sleep_until(uid, due))
-    await asyncio.sleep(0)
-    registry.object_changed("ns", "Secret", "creds", "50")
-    await asyncio.wait_for(sleeper, timeout=2)
-    assert not woken(registry, uid), "the wake flag is consumed by the sleeper"
-
-
 def test_an_echo_of_our_write_arriving_before_its_response_is_parked_for_the_writer() -> None:
     registry, uid = registry_with_worker()
     worker = registry.open(uid)
@@ -117,7 +118,7 @@ def test_an_echo_of_our_write_arriving_before_its_response_is_parked_for_the_wri
 
 
 def test_the_first_listing_seeds_the_versions_of_referenced_objects_for_a_while_only() -> None:
-    registry = WorkerRegistry()
+    registry = Recording()
     registry.seed("Secret", {("ns", "creds"): "7", ("ns", "helm-release"): "8"})
     registry.objects_changed("Secret", [("ns", "creds", "9")])  # a change during the seed window updates it
     assert registry.is_referenced("ns", "Secret", "anything"), "while seeding, every change must reach the seed"
@@ -131,3 +132,48 @@ def test_the_first_listing_seeds_the_versions_of_referenced_objects_for_a_while_
     registry.drop_seed()
     assert not registry.is_referenced("ns", "Secret", "helm-release"), "nothing unreferenced is kept after it"
     assert registry.is_referenced("ns", "Secret", "creds")
+
+
+def event(kind: str = "ADDED", uid: str = "uid-9", **fields: object) -> ResourceEvent:
+    fields.setdefault("body", b"{}")
+    return ResourceEvent(kind, uid, "ns", "r9", **fields)  # type: ignore[arg-type]
+
+
+def test_a_new_resource_starts_at_once_and_its_body_is_kept() -> None:
+    registry = Recording()
+    registry.resources_changed([event(generation=1, body=b'{"v":1}')])
+    assert registry.woken == {"uid-9"} and registry.body("uid-9") == b'{"v":1}'
+    registry.woken.clear()
+    registry.resources_changed([event("MODIFIED", generation=1, body=b'{"v":2}')])  # our own status write
+    assert registry.woken == set() and registry.body("uid-9") == b'{"v":2}', "the newest copy, nobody woken"
+    registry.resources_changed([event("MODIFIED", generation=2, body=b'{"v":3}')])
+    assert registry.woken == {"uid-9"}
+
+
+def test_after_a_start_a_resource_holding_a_token_waits_for_the_first_listing_of_its_inputs() -> None:
+    registry = Recording()
+    registry.expect_watches(1)
+    registry.resources_changed([event(holds_token=True), event(uid="fresh")])
+    assert registry.woken == {"fresh"}, "a new resource reads its inputs anyway: it starts at once"
+    registry.release_waiting()  # the listing took too long: start anyway
+    assert registry.woken == {"fresh", "uid-9"}
+
+
+def test_a_deleted_or_deleting_resource_stops_and_an_old_finalizer_is_released() -> None:
+    registry = Recording()
+    registry.resources_changed([event(), event(uid="other")])
+    registry.resources_changed([event("MODIFIED", deleting=True, finalizers=(LEGACY_FINALIZER, "theirs"))])
+    assert registry.forgotten == ["uid-9"] and registry.gone_resources == [("ns", "r9")]
+    assert registry.get("uid-9") is None and registry.body("uid-9") is None
+    assert [e.finalizers for e in registry.released] == [(LEGACY_FINALIZER, "theirs")]
+    registry.resources_changed([event("DELETED", uid="other")])
+    assert registry.forgotten == ["uid-9", "other"] and len(registry) == 0
+
+
+def test_a_pause_forgets_what_the_workers_knew() -> None:
+    registry, uid = registry_with_worker()
+    registry.reset()
+    worker = registry.get(uid)
+    assert worker is not None and not worker.loaded and worker.known_versions == {}
+    registry.object_changed("ns", "Secret", "creds", "60")
+    assert not woken(registry, uid), "its references are tracked again when it next runs"

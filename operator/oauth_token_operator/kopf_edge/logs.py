@@ -22,15 +22,11 @@ __all__ = ["configure_logging"]
 
 def configure_logging(settings: OperatorSettings) -> None:
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
-    # Kopf's per-object lines ("Daemon 'token' is cancelled", "Handler ... succeeded") name their resource as
-    # a "[namespace/name] " prefix in text, and as the "object" key (namespace, name, uid) in JSON.
+    # Kopf runs no handler per resource (kopf_edge/handlers.py), so it writes no per-object lines; the lines it
+    # writes are about the process (start-up, peering, the API connection).
     kopf.configure(verbose=settings.log_level == "DEBUG", log_format=log_format,
                    log_prefix=settings.log_format == "text")
     logging.getLogger().setLevel(settings.log_level)
     logging.captureWarnings(True)
     for noisy in ("httpx", "httpcore", "urllib3", "kubernetes", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if settings.log_level != "DEBUG":
-        # Kopf logs every successful event handler call ("Handler ... succeeded"): one line per watch event
-        # on any Secret in the cluster. Our own lines say what happened to each resource instead.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)

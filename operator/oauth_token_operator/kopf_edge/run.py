@@ -11,6 +11,7 @@ from ..app import App
 from ..settings import OperatorSettings
 from .handlers import register
 from .logs import configure_logging
+from .peering import own_identity
 
 __all__ = ["run_operator"]
 
@@ -21,7 +22,8 @@ def run_operator(settings: OperatorSettings) -> None:
     if settings.metrics_port:
         app.metrics.serve(settings.metrics_port)
     registry = kopf.OperatorRegistry()
-    register(registry)
+    identity = own_identity()
+    register(registry, identity)
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
     kopf_settings = kopf.OperatorSettings()
     kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
@@ -39,5 +41,6 @@ def run_operator(settings: OperatorSettings) -> None:
         standalone=settings.peering is None,
         peering_name=settings.peering,
         priority=priority,
+        identity=identity,
         liveness_endpoint=liveness,
     ))

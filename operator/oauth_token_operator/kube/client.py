@@ -37,6 +37,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import api
 from ..errors import InvalidSpec, KubernetesRequestRefused, KubernetesUnavailable
+from .resource_watch import LEGACY_FINALIZER, ResourceEvent, ResourceWatch
 from .watch import Event, MetadataWatch, WatchTarget
 
 __all__ = ["ApiGate", "Conflict", "Invalid", "KubeClient", "NotFound", "kubeconfig_client"]
@@ -254,6 +255,15 @@ class KubeClient:
                          api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": status},
                          _preload_content=False)
 
+    async def release_legacy_finalizer(self, event: ResourceEvent) -> None:
+        """Remove the finalizer an older version's Kopf daemons put on a resource (only at its deletion, which
+        would otherwise hang). A merge patch carrying the resourceVersion it read: if the list changed
+        meanwhile (:class:`Conflict`), the next watch event brings the new list."""
+        remaining = [f for f in event.finalizers if f != LEGACY_FINALIZER]
+        patch = {"metadata": {"finalizers": remaining or None, "resourceVersion": event.resource_version}}
+        await self._call("patch", api.PLURAL, self._custom.patch_namespaced_custom_object, api.GROUP, api.VERSION,
+                         event.namespace, api.PLURAL, event.name, patch, _preload_content=False)
+
     async def create_event(self, namespace: str, body: JSON) -> None:
         await self._call("create", "events", self._core.create_namespaced_event, namespace, body,
                          _preload_content=False)
@@ -278,6 +288,13 @@ class KubeClient:
         return MetadataWatch(self._api_client, target, loop=loop, is_referenced=is_referenced,
                              on_events=on_events, on_seed=on_seed, on_synced=on_synced,
                              on_reconnected=self.gate.succeeded, count=count)
+
+    def resource_watch(self, namespace: str | None, *, loop: asyncio.AbstractEventLoop,
+                       on_events: Callable[[list[ResourceEvent]], None],
+                       on_synced: Callable[[], None] | None = None) -> ResourceWatch:
+        """A list+watch of our own resources sharing this client's credentials (see ``kube/resource_watch.py``)."""
+        return ResourceWatch(self._api_client, namespace, loop=loop, on_events=on_events, on_synced=on_synced,
+                             on_reconnected=self.gate.succeeded)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

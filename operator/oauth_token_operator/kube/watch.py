@@ -34,7 +34,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-__all__ = ["MetadataWatch", "WatchTarget"]
+__all__ = ["ListWatch", "MetadataWatch", "WatchTarget"]
 
 log = logging.getLogger(__name__)
 
@@ -68,29 +68,23 @@ class _Expired(Exception):
     """410 Gone: the resourceVersion we watch from is too old; list again."""
 
 
-class MetadataWatch:
-    """List+watch the metadata of one kind in one scope; report changes of referenced objects."""
+class ListWatch:
+    """One list+watch in a thread of its own: list (paged), then watch from the list's version; re-watch after
+    a timeout, re-list after 410 Gone, retry quickly after anything else. Subclasses say what to request and
+    what to do with the objects."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, target: WatchTarget, *,
-                 loop: asyncio.AbstractEventLoop,
-                 is_referenced: Callable[[str, str, str], bool],
-                 on_events: Callable[[str, list[Event]], None],
-                 on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
+    name = "watch"
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, *, loop: asyncio.AbstractEventLoop,
                  on_synced: Callable[[], None] | None = None,
-                 on_reconnected: Callable[[], None] | None = None,
-                 count: Callable[[str, bool, int], None] | None = None) -> None:
+                 on_reconnected: Callable[[], None] | None = None) -> None:
         self._api = api_client
-        self.target = target
         self._loop = loop
-        self._is_referenced = is_referenced
-        self._on_events = on_events
-        self._on_seed = on_seed
         self._on_synced = on_synced
         self._on_reconnected = on_reconnected
-        self._count = count or (lambda kind, referenced, n: None)
         self._stop = threading.Event()
         self._response: Any = None
-        self._thread = threading.Thread(target=self._run, name=f"watch-{target.kind.lower()}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self.lists = 0
         self.events_seen = 0
         self.events_forwarded = 0
@@ -106,6 +100,18 @@ class MetadataWatch:
                 response.shutdown()  # unblocks the read in the watch thread
             except Exception:  # noqa: S110  # best effort: the thread is a daemon and re-checks _stop
                 pass
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def _call(self, accept: str | None, timeout: tuple[float, float], **params: Any) -> Any:
+        raise NotImplementedError
+
+    def _list(self, *, seed: bool) -> str:
+        raise NotImplementedError
+
+    def _event(self, kind: str, obj: dict[str, Any]) -> None:
+        raise NotImplementedError
 
     # -- the thread ---------------------------------------------------------------------------------------
 
@@ -129,13 +135,89 @@ class MetadataWatch:
                     return
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
-                log.warning("watch of %s %s broke (%s); again in %.0fs", self.target.kind,
-                            self.target.namespace or "(all namespaces)", type(exc).__name__, delay)
+                log.warning("watch of %s broke (%s); again in %.0fs", self.describe(), type(exc).__name__, delay)
                 self._stop.wait(delay)
                 if isinstance(exc, ApiException) and exc.status == 410:
                     version = None
 
-    def _request(self, accept: str, timeout: tuple[float, float], **params: Any) -> Any:
+    def _request(self, accept: str | None, timeout: tuple[float, float], **params: Any) -> Any:
+        try:
+            return self._call(accept, timeout, **params)
+        except ApiException as exc:
+            if exc.status == 410:
+                raise _Expired() from None
+            raise
+
+    def _pages(self, accept: str | None) -> Iterator[dict[str, Any]]:
+        """The list, a page at a time (each page parsed and released before the next is asked for)."""
+        token = ""
+        while True:
+            paging: dict[str, Any] = {"_continue": token} if token else {}
+            response = self._request(accept, (5.0, 60.0), limit=PAGE_SIZE, **paging)
+            try:
+                page: dict[str, Any] = json.loads(response.data)
+            finally:
+                response.release_conn()
+            yield page
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return
+
+    def _watch(self, version: str, *, after_failure: bool) -> str:
+        response = self._request(self.watch_accept, (5.0, WATCH_SECONDS + 30.0), watch=True,
+                                 resource_version=version, allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS)
+        self._response = response
+        if after_failure and self._on_reconnected is not None:
+            self._loop.call_soon_threadsafe(self._on_reconnected)
+        try:
+            lines: Iterator[str] = iter_resp_lines(response)  # type: ignore[no-untyped-call]
+            for line in lines:
+                if not line:
+                    continue
+                event = json.loads(line)
+                kind = event.get("type", "")
+                obj = event.get("object") or {}
+                if kind == "ERROR":
+                    raise _Expired()
+                version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                if kind == "BOOKMARK":
+                    continue
+                self.events_seen += 1
+                self._event(kind, obj)
+        finally:
+            self._response = None
+            response.release_conn()
+        return version
+
+    watch_accept: str | None = None
+
+
+class MetadataWatch(ListWatch):
+    """List+watch the metadata of one kind in one scope; report changes of referenced objects."""
+
+    name = "watch-metadata"
+    watch_accept = WATCH_ACCEPT
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, target: WatchTarget, *,
+                 loop: asyncio.AbstractEventLoop,
+                 is_referenced: Callable[[str, str, str], bool],
+                 on_events: Callable[[str, list[Event]], None],
+                 on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
+                 on_synced: Callable[[], None] | None = None,
+                 on_reconnected: Callable[[], None] | None = None,
+                 count: Callable[[str, bool, int], None] | None = None) -> None:
+        self.name = f"watch-{target.kind.lower()}"
+        super().__init__(api_client, loop=loop, on_synced=on_synced, on_reconnected=on_reconnected)
+        self.target = target
+        self._is_referenced = is_referenced
+        self._on_events = on_events
+        self._on_seed = on_seed
+        self._count = count or (lambda kind, referenced, n: None)
+
+    def describe(self) -> str:
+        return f"{self.target.kind} {self.target.namespace or '(all namespaces)'}"
+
+    def _call(self, accept: str | None, timeout: tuple[float, float], **params: Any) -> Any:
         """One list or watch call through the official client, answered as raw metadata JSON."""
         core = kubernetes.client.CoreV1Api(self._api)
         methods: dict[tuple[str, bool], Callable[..., Any]] = {
@@ -148,26 +230,15 @@ class MetadataWatch:
         args = (self.target.namespace,) if self.target.namespace is not None else ()
         if self.target.label_selector:
             params["label_selector"] = self.target.label_selector
-        try:
-            return method(*args, **params, _headers={"Accept": accept}, _preload_content=False,
-                          _request_timeout=timeout)
-        except ApiException as exc:
-            if exc.status == 410:
-                raise _Expired() from None
-            raise
+        return method(*args, **params, _headers={"Accept": accept}, _preload_content=False,
+                      _request_timeout=timeout)
 
     def _list(self, *, seed: bool) -> str:
         """Every object's metadata, a page at a time; returns the list's resourceVersion."""
         snapshot: dict[tuple[str, str], str] = {}
         events: list[Event] = []
-        token = ""
-        while True:
-            paging: dict[str, Any] = {"_continue": token} if token else {}
-            response = self._request(LIST_ACCEPT, (5.0, 60.0), limit=PAGE_SIZE, **paging)
-            try:
-                page = json.loads(response.data)
-            finally:
-                response.release_conn()
+        version = ""
+        for page in self._pages(LIST_ACCEPT):
             for item in page.get("items") or ():
                 meta = item.get("metadata") or {}
                 namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
@@ -176,53 +247,22 @@ class MetadataWatch:
                     snapshot[(namespace, name)] = rv
                 if self._is_referenced(namespace, self.target.kind, name):
                     events.append((namespace, name, rv))
-            list_meta = page.get("metadata") or {}
-            token = list_meta.get("continue") or ""
-            if not token:
-                self.lists += 1
-                self._count(self.target.kind, True, len(events))
-                self._count(self.target.kind, False, len(snapshot) - len(events) if seed else 0)
-                if seed and self._on_seed is not None:
-                    self._loop.call_soon_threadsafe(self._on_seed, self.target.kind, snapshot)
-                self._forward(events)
-                return str(list_meta.get("resourceVersion") or "")
-
-    def _watch(self, version: str, *, after_failure: bool) -> str:
-        response = self._request(WATCH_ACCEPT, (5.0, WATCH_SECONDS + 30.0), watch=True, resource_version=version,
-                                 allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS)
-        self._response = response
-        if after_failure and self._on_reconnected is not None:
-            self._loop.call_soon_threadsafe(self._on_reconnected)
-        try:
-            lines: Iterator[str] = iter_resp_lines(response)  # type: ignore[no-untyped-call]
-            for kind, namespace, name, rv in self._events(lines):
-                if kind == "ERROR":
-                    raise _Expired()
-                version = rv or version
-                if kind == "BOOKMARK":
-                    continue
-                self.events_seen += 1
-                referenced = self._is_referenced(namespace, self.target.kind, name)
-                self._count(self.target.kind, referenced, 1)
-                if referenced:
-                    self._forward([(namespace, name, None if kind == "DELETED" else rv)])
-        finally:
-            self._response = None
-            response.release_conn()
+            version = str((page.get("metadata") or {}).get("resourceVersion") or "")
+        self.lists += 1
+        self._count(self.target.kind, True, len(events))
+        self._count(self.target.kind, False, len(snapshot) - len(events) if seed else 0)
+        if seed and self._on_seed is not None:
+            self._loop.call_soon_threadsafe(self._on_seed, self.target.kind, snapshot)
+        self._forward(events)
         return version
 
-    @staticmethod
-    def _events(lines: Iterator[str]) -> Iterator[tuple[str, str, str, str | None]]:
-        for line in lines:
-            if not line:
-                continue
-            event = json.loads(line)
-            obj = event.get("object") or {}
-            if event.get("type") == "ERROR":
-                yield "ERROR", "", "", None
-                return
-            meta = obj.get("metadata") or {}
-            yield event.get("type", ""), meta.get("namespace", ""), meta.get("name", ""), meta.get("resourceVersion")
+    def _event(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        referenced = self._is_referenced(namespace, self.target.kind, name)
+        self._count(self.target.kind, referenced, 1)
+        if referenced:
+            self._forward([(namespace, name, None if kind == "DELETED" else meta.get("resourceVersion"))])
 
     def _forward(self, events: list[Event]) -> None:
         if events:
