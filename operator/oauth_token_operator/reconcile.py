@@ -104,7 +104,7 @@ class Refresher:
         self.kube = kube
         # Where the referenced Secrets and ConfigMaps are read from: shared_reads.SharedReads in the operator
         # (one read per version, however many resources reference an object), the client itself in tests.
-        self.reads: ObjectSource = reads or kube
+        self.reads: ObjectSource = reads if reads is not None else kube  # (an empty cache is falsy)
         self.tokens = tokens
         self.health = health
         self.metrics = metrics

@@ -195,6 +195,28 @@ def test_steady_refresh_costs_one_token_request_and_two_writes(
     assert delta[("create", "events")] == refreshes
 
 
+def test_resources_sharing_a_credentials_secret_read_it_once(
+        kube: Kube, auth_server: AuthServer, operator: OperatorProcess, namespace: str, client_id: str) -> None:
+    # shared_reads.py: one read per version of a referenced object, however many resources reference it.
+    auth_server.add_client(client_id, secret="s")
+    kube.apply_secret(namespace, "creds", {"client_id": client_id, "client_secret": "s"})
+
+    def reads() -> float:
+        return operator.metric("oauth_token_operator_kube_requests_total", verb="get", resource="secrets")
+
+    before = reads()
+    names = [f"r{i}" for i in range(5)]
+    for name in names:
+        kube.create_occ(namespace, name, spec(auth_server.token_url, target=f"{name}-tok"))
+    wait_for(lambda: all(is_ready(kube, namespace, n) for n in names), message="5 Ready")
+    assert reads() - before == len(names) + 1, "each target Secret once, the shared credentials once"
+
+    kube.apply_secret(namespace, "creds", {"client_id": client_id, "client_secret": "s", "rotated": "yes"})
+    wait_for(lambda: auth_server.token_request_count(client_id) >= 2 * len(names), timeout=20,
+             message="every resource refreshed after the rotation")
+    assert reads() - before == len(names) + 2, "the new version once"
+
+
 def test_an_unusable_signing_key_is_invalid_spec_with_a_warning(
         kube: Kube, auth_server: AuthServer, operator: OperatorProcess, namespace: str, client_id: str) -> None:
     # Valid for the API server and the models, unusable at run time: the key Secret does not hold a PEM key.

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from oauth_token_operator.api import OAuthClientCredential
 from oauth_token_operator.errors import KubernetesUnavailable
 from oauth_token_operator.shared_reads import SharedReads

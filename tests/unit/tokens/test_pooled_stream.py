@@ -6,6 +6,7 @@ import socket
 from typing import Any
 
 import httpcore
+
 from oauth_token_operator.tokens.egress import PooledStream
 
 
