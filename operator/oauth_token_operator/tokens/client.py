@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from .. import __version__
@@ -54,6 +55,7 @@ from .egress import (
     DeniedNetworks,
     GuardedBackend,
     GuardedTransport,
+    PooledBackend,
     Resolver,
     check_addresses,
     proxy_configured,
@@ -351,8 +353,9 @@ class TokenClient:
             transport: httpx.AsyncBaseTransport | None = None
             if self._transport_factory:
                 transport = self._transport_factory(context)
-            elif self._denied:
-                backend = GuardedBackend(self._denied, resolve=self._resolve)
+            else:
+                backend: httpcore.AsyncNetworkBackend = (
+                    GuardedBackend(self._denied, resolve=self._resolve) if self._denied else PooledBackend())
                 transport = GuardedTransport(verify=context, limits=limits, backend=backend)
             client = httpx.AsyncClient(
                 verify=context,  # also used by proxy transports created from HTTPS_PROXY & co.

@@ -90,7 +90,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     ) -> None:
         self._denied = denied
         self._resolve = resolve
-        self._inner = inner or httpcore.AnyIOBackend()
+        self._inner = inner or PooledBackend()
 
     async def connect_tcp(
         self,
@@ -110,13 +110,36 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         failure: Exception | None = None
         for address in addresses:  # connect to what was checked, never to the name again
             try:
-                return PooledStream(await self._inner.connect_tcp(
+                return await self._inner.connect_tcp(
                     str(address), port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                ))
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None
         raise failure
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - no Unix sockets for token endpoints
+        raise httpcore.ConnectError("Unix domain sockets are not used for token endpoints")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class PooledBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's anyio backend, its connections wrapped in :class:`PooledStream`."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None, socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return PooledStream(await self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                                          socket_options=socket_options))
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
@@ -174,7 +197,8 @@ def _readable(sock: socket.socket) -> bool:
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport with its connection pool built on a :class:`GuardedBackend`.
+    """httpx's own transport with its connection pool built on our backend: a :class:`GuardedBackend`, or (when
+    no network is denied) a bare :class:`PooledBackend`.
 
     httpx 0.28 has no ``network_backend`` argument yet (encode/httpx discussion 3180, PR 3749), so the pool it
     builds is replaced by an equal one given the backend; everything else (request and response mapping,
