@@ -4,8 +4,8 @@ A thousand resources that trust one CA bundle (``tls.caBundleRef``), or share on
 read it a thousand times when they were created or when it changed. Here the reads of one object are shared:
 
 * concurrent reads of the same object become one request (the others wait for its answer);
-* an answer is kept while the watch (``kube/watch.py``) reports no newer version of the object: a later read
-  of the same version is answered from memory. The cache is keyed on the object and its resourceVersion, so a
+* an answer for an object that more than one resource references is kept while the watch (``kube/watch.py``)
+  reports no newer version of it: a later read of the same version is answered from memory. The cache is keyed on the object and its resourceVersion, so a
   rotated Secret is read again at once, whatever the clock says;
 * an object nobody references any more is dropped (:meth:`SharedReads.drop`, called by the worker registry), so
   the cache holds only what our resources reference, never the rest of the cluster (issue 10).
@@ -34,6 +34,9 @@ class Versions(Protocol):
 
     def note_read(self, key: ObjectKey, version: str) -> None:
         """A read showed this version (kept only for referenced objects whose version is not known yet)."""
+
+    def referrers(self, key: ObjectKey) -> int:
+        """How many resources reference the object."""
 
 
 class SharedReads:
@@ -87,7 +90,11 @@ class SharedReads:
         if obj is not None:
             version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
             self._versions.note_read(key, version)
-            if self._versions.watched_version(key) == version:  # referenced, and still the newest we know
+            # Kept if it is still the newest version we know, and shared: a Secret only one resource reads (the
+            # usual credentials Secret) would only add a copy of what that resource's resolved configuration
+            # holds anyway, a few KiB per resource. What is kept loses its managedFields.
+            if self._versions.watched_version(key) == version and self._versions.referrers(key) > 1:
+                (obj.get("metadata") or {}).pop("managedFields", None)
                 self._cache[key] = (version, obj)
         return obj
 

@@ -109,6 +109,9 @@ class WorkerRegistry:
             known = self._seed.get(kind, {}).get((namespace, name))
         return known
 
+    def referrers(self, key: ObjectKey) -> int:
+        return len(self._refs.get(key, ()))
+
     def note_read(self, key: ObjectKey, version: str) -> None:
         if key in self._refs and key not in self._versions:
             self._versions[key] = version

@@ -116,3 +116,12 @@ async def test_when_the_reader_is_cancelled_the_others_read_themselves(
     source.gate.set()
     answer = await second
     assert answer is not None and first.cancelled() and source.reads == 2
+
+
+async def test_an_object_only_one_resource_reads_is_not_kept() -> None:
+    source, registry = Source(), WorkerRegistry()
+    reads = SharedReads(source, registry)
+    referencing(registry, "only")
+    await reads.get_configmap("ns", "ca")
+    await reads.get_configmap("ns", "ca")
+    assert source.reads == 2 and len(reads) == 0, "its resolved configuration holds what it needs"
