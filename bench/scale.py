@@ -13,7 +13,7 @@ against ``bench/tokenserver.py`` (HTTPS on 127.0.0.1, a CA bundle from one share
    resource, 16 threads) and watch until every resource is Ready=True: "create -> all Ready";
 3. list the resources once (each one's ``status.nextRefreshTime``), then measure a steady window of ``--window``
    seconds (longer than one refresh interval, so every resource refreshes at least once): API requests from the
-   API server's own ``apiserver_request_total`` (everything, Kopf's watches and patches included), token requests
+   API server's own ``apiserver_request_total`` (everything the operator sends, its watches included), token requests
    from the token server, operator CPU from ``/proc/<pid>/stat``; the lateness of each resource's first refresh
    in the window against the ``nextRefreshTime`` listed before it;
 4. stop the operator, list the schedules, start it again and count token requests for 60 s: "premature" are
@@ -57,7 +57,7 @@ from tests.support.operator_process import OperatorProcess  # noqa: E402
 GROUP, VERSION, PLURAL = "oauth-token-operator.dev", "v1alpha1", "oauthclientcredentials"
 NAMESPACE = "bench"
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "CREATE", "UPDATE", "APPLY"}
-#: Resources the operator (or Kopf for it) uses; all else in apiserver_request_total is the API server itself.
+#: Resources the operator (or Kopf, for peering) uses; all else in apiserver_request_total is the API server itself.
 OPERATOR_RESOURCES = {
     "secrets",
     "configmaps",
