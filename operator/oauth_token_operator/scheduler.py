@@ -11,7 +11,11 @@ every controller-runtime operator (cert-manager, External Secrets) runs on, has 
 * one cycle per resource at a time: a wake-up that arrives while its cycle runs makes the cycle run once more
   right after (never two at once, never a lost change);
 * the earliest wish wins: scheduling a resource earlier than it is due moves it, later does not;
-* ``forget`` drops a resource and cancels its running cycle (it was deleted).
+* ``forget`` drops a resource and cancels its running cycle (it was deleted);
+* what is due now runs in order of ``rank``: after a start the listing wakes every resource at once, and a
+  backlog of 10,000 takes minutes to work through, so each resource that holds a token is ranked by its next
+  refresh time (the one due soonest goes first, before its token runs low), a resource woken by a change (rank
+  0) goes before all of them, and a timer that comes due is ranked by its due time.
 
 While the operator is paused (another replica leads, see ``kopf_edge/peering.py``), nothing is started;
 running cycles finish. The cycles themselves are ``run(uid)``, which returns when that resource wants to run
@@ -49,8 +53,12 @@ class Scheduler:
         self._run = run
         self._concurrency = concurrency
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._due: dict[str, float] = {}  # uid -> loop time it is due (the valid heap entry)
-        self._heap: list[tuple[float, int, str]] = []
+        # Two heaps: timers (loop time a cycle is due) and the ready queue (cycles due now, by rank). A uid's one
+        # valid entry is recorded in _due as (0, rank) when ready or (1, loop time) when waiting; entries that no
+        # longer match are skipped when they surface.
+        self._due: dict[str, tuple[int, float]] = {}
+        self._timers: list[tuple[float, int, str]] = []
+        self._ready: list[tuple[float, int, str]] = []
         self._order = itertools.count()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()  # woken while running: run once more right after
@@ -60,24 +68,30 @@ class Scheduler:
 
     # -- what the rest of the operator calls ---------------------------------------------------------------
 
-    def schedule(self, uid: str, at: datetime | None = None) -> None:
-        """Run ``uid``'s cycle at ``at`` (now if None), unless it is due earlier already."""
+    def schedule(self, uid: str, at: datetime | None = None, *, rank: float = 0.0) -> None:
+        """Run ``uid``'s cycle at ``at`` (now if None, with ``rank``), unless it is due earlier already. What is due
+        now runs lowest rank first; a timer that comes due is ranked by its due time (Unix seconds), so a refresh
+        that fell due goes before a start-up backlog of resources whose tokens are still fresh."""
         loop = asyncio.get_running_loop()
         delay = 0.0 if at is None else (at - self._clock()).total_seconds()
-        when = loop.time() + min(max(delay, 0.0), MAX_DELAY_SECONDS)
         if uid in self._running and delay <= 0:
             self._again.add(uid)
             return
+        if delay <= 0:
+            key = (0, rank)
+        else:
+            key = (1, loop.time() + min(delay, MAX_DELAY_SECONDS))
         current = self._due.get(uid)
-        if current is not None and current <= when:
+        if current is not None and current <= key:
             return
-        self._due[uid] = when
-        heapq.heappush(self._heap, (when, next(self._order), uid))
-        if self._heap[0][2] == uid:
+        self._due[uid] = key
+        heap = self._ready if key[0] == 0 else self._timers
+        heapq.heappush(heap, (key[1], next(self._order), uid))
+        if heap[0][2] == uid:
             self._kick.set()
 
-    def wake(self, uid: str) -> None:
-        self.schedule(uid)
+    def wake(self, uid: str, rank: float = 0.0) -> None:
+        self.schedule(uid, rank=rank)
 
     def forget(self, uid: str) -> None:
         """``uid`` is gone: drop its schedule and cancel its running cycle."""
@@ -127,25 +141,32 @@ class Scheduler:
                 task.cancel()
 
     def _start_due(self, now: float) -> float | None:
-        """Start what is due while there is room; returns how long until the next one (None: nothing
-        scheduled, or no room: a finishing cycle kicks the dispatcher)."""
-        while self._heap:
-            when, _, uid = self._heap[0]
-            if self._due.get(uid) != when:
-                heapq.heappop(self._heap)  # superseded by an earlier wish, or forgotten
+        """Start what is due while there is room; returns how long until the next timer (None: no timer, or no
+        room: a finishing cycle kicks the dispatcher)."""
+        wall = self._clock().timestamp()
+        while self._timers and self._timers[0][0] <= now:
+            when, _, uid = heapq.heappop(self._timers)
+            if self._due.get(uid) == (1, when):
+                rank = wall - (now - when)  # its due time in Unix seconds
+                self._due[uid] = (0, rank)
+                heapq.heappush(self._ready, (rank, next(self._order), uid))
+        while self._ready:
+            rank, _, uid = self._ready[0]
+            if self._due.get(uid) != (0, rank):
+                heapq.heappop(self._ready)  # superseded by an earlier wish, or forgotten
                 continue
-            if when > now:
-                return when - now
             if len(self._running) >= self._concurrency:
                 return None
-            heapq.heappop(self._heap)
+            heapq.heappop(self._ready)
             del self._due[uid]
             if uid in self._running:  # cannot happen (schedule() keeps running uids out), but never run twice
                 self._again.add(uid)
                 continue
             self.started += 1
             self._running[uid] = asyncio.create_task(self._cycle(uid), name=f"refresh {uid}")
-        return None
+        while self._timers and self._due.get(self._timers[0][2]) != (1, self._timers[0][0]):
+            heapq.heappop(self._timers)
+        return self._timers[0][0] - now if self._timers else None
 
     async def _cycle(self, uid: str) -> None:
         due: datetime | None = None

@@ -5,8 +5,8 @@ read it a thousand times when they were created or when it changed. Here the rea
 
 * concurrent reads of the same object become one request (the others wait for its answer);
 * an answer for an object that more than one resource references is kept while the watch (``kube/watch.py``)
-  reports no newer version of it: a later read of the same version is answered from memory. The cache is keyed on the object and its resourceVersion, so a
-  rotated Secret is read again at once, whatever the clock says;
+  reports no newer version of it: a later read of the same version is answered from memory. The cache is keyed
+  on the object and its resourceVersion, so a rotated Secret is read again at once, whatever the clock says;
 * an object nobody references any more is dropped (:meth:`SharedReads.drop`, called by the worker registry), so
   the cache holds only what our resources reference, never the rest of the cluster (issue 10).
 

@@ -44,16 +44,21 @@ def _nobody(uid: str) -> None:
     pass
 
 
+def _no_wake(uid: str, rank: float) -> None:
+    pass
+
+
 def _no_resource(namespace: str, name: str) -> None:
     pass
 
 
 class WorkerRegistry:
-    def __init__(self, *, wake: Callable[[str], None] = _nobody, forget: Callable[[str], None] = _nobody,
+    def __init__(self, *, wake: Callable[[str, float], None] = _no_wake, forget: Callable[[str], None] = _nobody,
                  gone: Callable[[str, str], None] = _no_resource,
                  release_finalizer: Callable[[ResourceEvent], None] | None = None,
                  unreferenced: Callable[[ObjectKey], None] | None = None) -> None:
-        # The scheduler's: run a worker's cycle now; drop a worker's schedule and cancel its cycle.
+        # The scheduler's: run a worker's cycle now (of those due now, lower ranks first: see scheduler.py); drop a
+        # worker's schedule and cancel its cycle.
         self.wake = wake
         self.forget = forget
         self.gone = gone  # a resource was deleted (its metrics go)
@@ -63,6 +68,9 @@ class WorkerRegistry:
         self._bodies: dict[str, bytes] = {}
         self._triggers: dict[str, tuple[int, str]] = {}
         self._waiting_for_sync: set[str] = set()
+        # When each resource's status says it next refreshes (Unix time; 0: no token yet): the rank of its first
+        # run after a start or a pause, so that a backlog is worked through soonest-due first.
+        self._ranks: dict[str, float] = {}
         # (namespace, kind, name) -> uids of workers that read (or write) that object
         self._refs: defaultdict[ObjectKey, set[str]] = defaultdict(set)
         self._worker_refs: dict[str, set[ObjectKey]] = {}
@@ -85,6 +93,7 @@ class WorkerRegistry:
         self._bodies.pop(uid, None)
         self._triggers.pop(uid, None)
         self._waiting_for_sync.discard(uid)
+        self._ranks.pop(uid, None)
         self._drop_refs(uid)
 
     def _drop_refs(self, uid: str) -> None:
@@ -144,13 +153,14 @@ class WorkerRegistry:
                 continue
             new = uid not in self._workers
             self._bodies[uid] = event.body
+            self._ranks[uid] = event.next_refresh if event.holds_token else 0.0
             if new:
                 self.open(uid)
                 self._triggers[uid] = (event.generation, event.refresh)
                 if event.holds_token and not self._synced:
                     self._waiting_for_sync.add(uid)
                 else:
-                    self.wake(uid)
+                    self.wake(uid, self._ranks[uid])
             else:
                 self.resource_changed(uid, event.generation, event.refresh)
 
@@ -159,7 +169,7 @@ class WorkerRegistry:
         waiting, self._waiting_for_sync = self._waiting_for_sync, set()
         for uid in waiting:
             if uid in self._workers:
-                self.wake(uid)
+                self.wake(uid, self._ranks.get(uid, 0.0))
 
     def reset(self) -> None:
         """Forget what every worker remembers, as a restart would (the operator was paused: another replica
@@ -170,7 +180,7 @@ class WorkerRegistry:
 
     def wake_all(self) -> None:
         for uid in self._workers:
-            self.wake(uid)
+            self.wake(uid, self._ranks.get(uid, 0.0))
 
     def is_referenced(self, namespace: str, kind: str, name: str) -> bool:
         """Whether the watches should report this object: a worker reads or writes it, or the seed of its kind
@@ -237,7 +247,7 @@ class WorkerRegistry:
         previous = self._triggers.get(uid)
         self._triggers[uid] = trigger
         if previous is not None and previous != trigger and uid in self._workers:
-            self.wake(uid)
+            self.wake(uid, 0.0)
 
     def object_changed(self, namespace: str, kind: str, name: str, resource_version: str | None) -> None:
         """A Secret or ConfigMap changed (``resource_version`` None: deleted)."""
@@ -250,7 +260,7 @@ class WorkerRegistry:
         for uid in list(self._refs.get((namespace, kind, name), ())):
             state = self._workers.get(uid)
             if state is not None and state.observe((kind, name), resource_version):
-                self.wake(uid)
+                self.wake(uid, 0.0)
 
     def endpoint_recovered(self, endpoint: str) -> None:
         """A token endpoint answered again: the workers that were waiting for its circuit retry at once."""
@@ -259,7 +269,7 @@ class WorkerRegistry:
             if state.blocked_on == endpoint:
                 state.blocked_on = None
                 state.next_attempt = now
-                self.wake(uid)
+                self.wake(uid, 0.0)
 
     def kube_recovered(self) -> None:
         """The Kubernetes API server answers again: the workers backing off because of it retry now."""
@@ -268,4 +278,4 @@ class WorkerRegistry:
             if state.kube_retry_at is not None:
                 spread = KUBE_RECOVERY_SPREAD_SECONDS * jitter_unit(uid, "kube-recovered")
                 state.kube_recovered(now + timedelta(seconds=spread))
-                self.wake(uid)
+                self.wake(uid, 0.0)

@@ -155,3 +155,42 @@ async def test_a_cycle_that_crashes_runs_again_later_not_in_a_loop(served: tuple
     await settle(0.2)
     assert calls == 1
     assert "r" in scheduler, "scheduled again (after the crash delay)"
+
+
+async def test_of_what_is_due_now_the_lowest_rank_runs_first_and_a_timed_one_waits() -> None:
+    cycles = Cycles()
+    scheduler = Scheduler(cycles, concurrency=1)
+    for uid, rank in (("c", 3.0), ("a", 1.0), ("b", 2.0)):
+        scheduler.wake(uid, rank)
+    scheduler.schedule("timed", soon(0.0001))
+    scheduler.wake("c", 0.0)  # woken by a change: ahead of the backlog
+    await asyncio.sleep(0.01)
+    task = asyncio.create_task(scheduler.serve())
+    await settle(0.3)
+    task.cancel()
+    assert cycles.ran == ["c", "a", "b", "timed"]
+
+
+def test_the_first_run_after_a_start_is_ranked_by_the_next_refresh_time_in_status() -> None:
+    from oauth_token_operator.kube.resource_watch import ResourceEvent
+
+    body = {"metadata": {"uid": "u", "name": "r", "namespace": "ns"},
+            "status": {"expiresAt": "2026-12-01T14:00:00Z", "nextRefreshTime": "2026-12-01T13:40:00Z"}}
+    event = ResourceEvent.of("ADDED", body)
+    assert event.holds_token and event.next_refresh == datetime(2026, 12, 1, 13, 40, tzinfo=UTC).timestamp()
+    assert ResourceEvent.of("ADDED", {"metadata": {"uid": "v"}, "status": {"nextRefreshTime": "garbage"}}
+                            ).next_refresh == 0.0
+
+
+async def test_a_refresh_that_fell_due_goes_before_a_backlog_of_fresh_tokens() -> None:
+    cycles = Cycles()
+    scheduler = Scheduler(cycles, concurrency=1)
+    fresh_until = (datetime.now(UTC) + timedelta(minutes=30)).timestamp()
+    for i in range(5):
+        scheduler.wake(f"fresh{i}", fresh_until + i)  # the start-up backlog: tokens good for half an hour
+    scheduler.schedule("due", soon(0.0001))
+    await asyncio.sleep(0.01)
+    task = asyncio.create_task(scheduler.serve())
+    await settle(0.3)
+    task.cancel()
+    assert cycles.ran[0] == "due" and cycles.ran[1:] == [f"fresh{i}" for i in range(5)]

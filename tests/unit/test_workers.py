@@ -12,12 +12,18 @@ class Recording(WorkerRegistry):
 
     def __init__(self) -> None:
         self.woken: set[str] = set()
+        self.ranks: dict[str, float] = {}
         self.forgotten: list[str] = []
         self.gone_resources: list[tuple[str, str]] = []
         self.released: list[ResourceEvent] = []
-        super().__init__(wake=self.woken.add, forget=self.forgotten.append,
+        super().__init__(wake=self._wake, forget=self.forgotten.append,
                          gone=lambda ns, name: self.gone_resources.append((ns, name)),
                          release_finalizer=self.released.append)
+
+
+    def _wake(self, uid: str, rank: float) -> None:
+        self.woken.add(uid)
+        self.ranks[uid] = rank
 
 
 def registry_with_worker() -> tuple[Recording, str]:
@@ -177,3 +183,15 @@ def test_a_pause_forgets_what_the_workers_knew() -> None:
     assert worker is not None and not worker.loaded and worker.known_versions == {}
     registry.object_changed("ns", "Secret", "creds", "60")
     assert not woken(registry, uid), "its references are tracked again when it next runs"
+
+
+def test_after_a_start_the_soonest_due_run_first_and_resources_without_a_token_before_them() -> None:
+    registry = Recording()
+    registry.resources_changed([
+        event(uid="later", holds_token=True, next_refresh=2000.0),
+        event(uid="sooner", holds_token=True, next_refresh=1000.0),
+        event(uid="new"),
+    ])
+    assert registry.ranks == {"later": 2000.0, "sooner": 1000.0, "new": 0.0}
+    registry.resources_changed([event("MODIFIED", uid="later", generation=5, holds_token=True, next_refresh=2000.0)])
+    assert registry.ranks["later"] == 0.0, "a change is handled before the start-up backlog"

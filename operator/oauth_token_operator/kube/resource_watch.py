@@ -23,6 +23,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import kubernetes
@@ -48,6 +49,7 @@ class ResourceEvent:
     generation: int = 0
     refresh: str = ""  # the refresh annotation's value
     holds_token: bool = False  # status says a token was written: a restart must not request a new one at once
+    next_refresh: float = 0.0  # status.nextRefreshTime as Unix time (0: none): the order of runs after a start
     deleting: bool = False  # deletionTimestamp is set
     finalizers: tuple[str, ...] = ()
     resource_version: str = ""
@@ -68,12 +70,20 @@ class ResourceEvent:
             name=str(meta.get("name", "")), generation=int(meta.get("generation") or 0),
             refresh=str((meta.get("annotations") or {}).get(api.REFRESH_ANNOTATION, "")),
             holds_token=bool((obj.get("status") or {}).get("expiresAt")),
+            next_refresh=_unix_time((obj.get("status") or {}).get("nextRefreshTime")),
             deleting=bool(meta.get("deletionTimestamp")),
             finalizers=tuple(meta.get("finalizers") or ()),
             resource_version=str(meta.get("resourceVersion", "")),
             body=b"" if kind == "DELETED" else json.dumps(
                 {key: obj[key] for key in _KEPT if key in obj}, separators=(",", ":")).encode(),
         )
+
+
+def _unix_time(value: Any) -> float:
+    try:
+        return datetime.fromisoformat(str(value)).timestamp() if value else 0.0
+    except ValueError:
+        return 0.0
 
 
 class ResourceWatch(ListWatch):
