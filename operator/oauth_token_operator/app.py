@@ -14,6 +14,7 @@ from typing import Any
 from . import __version__
 from .api import SECRET_OPT_IN_LABEL
 from .endpoint_health import EndpointHealth
+from .errors import KubernetesUnavailable
 from .kube.client import ApiGate, KubeClient, load_kube_config
 from .kube.resource_watch import ResourceEvent, ResourceWatch
 from .kube.target import MANAGED_BY_LABEL, MANAGED_BY_VALUE
@@ -94,11 +95,22 @@ class App:
         self._spawn(self._release(event))
 
     async def _release(self, event: ResourceEvent) -> None:
-        try:
-            await self.kube.release_legacy_finalizer(event)
-        except Exception as exc:  # the next watch event of the resource tries again
-            log.warning("could not remove the old finalizer of %s/%s: %s", event.namespace, event.name,
-                        type(exc).__name__)
+        # A conflict or a 404 means the resource changed or went: its next watch event (if any) tries again.
+        # While the API server is unavailable, retry here: no event may come, and the deletion would hang.
+        for delay in (1.0, 2.0, 4.0, 8.0, 16.0, None):
+            try:
+                await self.kube.release_legacy_finalizer(event)
+                return
+            except KubernetesUnavailable as exc:
+                if delay is None:
+                    log.warning("could not remove the old finalizer of %s/%s: %s", event.namespace, event.name,
+                                exc.message)
+                    return
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                log.info("old finalizer of %s/%s not removed now (%s); its next change tries again",
+                         event.namespace, event.name, type(exc).__name__)
+                return
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
