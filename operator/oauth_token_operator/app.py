@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,7 +81,9 @@ class App:
             watch.start()
             self.watches.append(watch)
         loop.call_later(WATCH_SYNC_TIMEOUT, self.workers.release_waiting)
-        self._spawn(self.scheduler.serve())
+        serving = loop.create_task(self.scheduler.serve(), name="scheduler")
+        serving.add_done_callback(_stop_if_crashed)
+        self._tasks.add(serving)
 
     def pause(self) -> None:
         """Another replica leads: start no cycle, and forget what the workers knew (the leader writes now)."""
@@ -155,6 +158,15 @@ class App:
             watch.stop()
         await self.tokens.aclose()
         await self.kube.close()
+
+
+def _stop_if_crashed(task: asyncio.Task[None]) -> None:
+    """The scheduler never returns: if it died of a bug, refreshing has stopped while the probes still answer.
+    Stop the process instead (Kopf then exits, and Kubernetes restarts the pod: a restart costs no token)."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.critical("the scheduler failed, stopping the operator: %r", task.exception())
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def token_client(settings: OperatorSettings, *, api_server_url: str | None = None) -> TokenClient:

@@ -194,3 +194,29 @@ async def test_a_refresh_that_fell_due_goes_before_a_backlog_of_fresh_tokens() -
     await settle(0.3)
     task.cancel()
     assert cycles.ran[0] == "due" and cycles.ran[1:] == [f"fresh{i}" for i in range(5)]
+
+
+async def test_a_crashed_scheduler_stops_the_process_instead_of_leaving_it_healthy_and_idle(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from oauth_token_operator import app
+
+    sent: list[int] = []
+    monkeypatch.setattr(app.os, "kill", lambda pid, sig: sent.append(sig))
+
+    async def broken() -> None:
+        raise RuntimeError("a bug in the dispatcher")
+
+    async def cancelled() -> None:
+        await asyncio.sleep(3600)
+
+    crashed = asyncio.create_task(broken())
+    stopped = asyncio.create_task(cancelled())
+    await asyncio.sleep(0)
+    stopped.cancel()
+    for task in (crashed, stopped):
+        with pytest.raises((RuntimeError, asyncio.CancelledError)):
+            await task
+        app._stop_if_crashed(task)
+    assert sent == [signal.SIGTERM], "only the crash stops the operator, not a shutdown's cancellation"

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
-import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
@@ -130,7 +129,7 @@ class ListWatch:
                 failures = 0
             except _Expired:
                 version = None
-            except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            except Exception as exc:  # a watch must never die silently: retry whatever broke it
                 if self._stop.is_set():
                     return
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
