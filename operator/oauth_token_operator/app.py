@@ -127,7 +127,8 @@ class App:
             watch = self.kube.metadata_watch(target, loop=loop, is_referenced=self.workers.is_referenced,
                                              on_events=self.workers.objects_changed, on_seed=self.workers.seed,
                                              on_synced=self.workers.watch_synced,
-                                             count=self.metrics.count_watched)
+                                             count=self.metrics.count_watched,
+                                             is_used=self.workers.references)
             watch.start()
             self.watches.append(watch)
 

@@ -182,6 +182,10 @@ class WorkerRegistry:
         for uid in self._workers:
             self.wake(uid, self._ranks.get(uid, 0.0))
 
+    def references(self, namespace: str, kind: str, name: str) -> bool:
+        """Whether a resource reads or writes this object (what the watched-objects metric counts)."""
+        return (namespace, kind, name) in self._refs
+
     def is_referenced(self, namespace: str, kind: str, name: str) -> bool:
         """Whether the watches should report this object: a worker reads or writes it, or the seed of its kind
         is still kept (then every change must reach the seed). Called from the watch threads: one dict lookup,

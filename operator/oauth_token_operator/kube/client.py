@@ -283,11 +283,12 @@ class KubeClient:
                        on_events: Callable[[str, list[Event]], None],
                        on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
                        on_synced: Callable[[], None] | None = None,
-                       count: Callable[[str, bool, int], None] | None = None) -> MetadataWatch:
+                       count: Callable[[str, bool, int], None] | None = None,
+                       is_used: Callable[[str, str, str], bool] | None = None) -> MetadataWatch:
         """A metadata-only list+watch sharing this client's credentials (see ``kube/watch.py``)."""
         return MetadataWatch(self._api_client, target, loop=loop, is_referenced=is_referenced,
                              on_events=on_events, on_seed=on_seed, on_synced=on_synced,
-                             on_reconnected=self.gate.succeeded, count=count)
+                             on_reconnected=self.gate.succeeded, count=count, is_used=is_used)
 
     def resource_watch(self, namespace: str | None, *, loop: asyncio.AbstractEventLoop,
                        on_events: Callable[[list[ResourceEvent]], None],

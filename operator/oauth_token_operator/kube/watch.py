@@ -204,7 +204,8 @@ class MetadataWatch(ListWatch):
                  on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
                  on_synced: Callable[[], None] | None = None,
                  on_reconnected: Callable[[], None] | None = None,
-                 count: Callable[[str, bool, int], None] | None = None) -> None:
+                 count: Callable[[str, bool, int], None] | None = None,
+                 is_used: Callable[[str, str, str], bool] | None = None) -> None:
         self.name = f"watch-{target.kind.lower()}"
         super().__init__(api_client, loop=loop, on_synced=on_synced, on_reconnected=on_reconnected)
         self.target = target
@@ -212,6 +213,9 @@ class MetadataWatch(ListWatch):
         self._on_events = on_events
         self._on_seed = on_seed
         self._count = count or (lambda kind, referenced, n: None)
+        # Forwarded is not the same as referenced: while the start-up seed is kept every change is forwarded (to
+        # keep the seed current), but counted as referenced only if a resource references the object.
+        self._is_used = is_used or is_referenced
 
     def describe(self) -> str:
         return f"{self.target.kind} {self.target.namespace or '(all namespaces)'}"
@@ -258,9 +262,8 @@ class MetadataWatch(ListWatch):
     def _event(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        referenced = self._is_referenced(namespace, self.target.kind, name)
-        self._count(self.target.kind, referenced, 1)
-        if referenced:
+        self._count(self.target.kind, self._is_used(namespace, self.target.kind, name), 1)
+        if self._is_referenced(namespace, self.target.kind, name):
             self._forward([(namespace, name, None if kind == "DELETED" else meta.get("resourceVersion"))])
 
     def _forward(self, events: list[Event]) -> None:
