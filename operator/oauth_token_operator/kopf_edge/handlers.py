@@ -1,4 +1,4 @@
-"""The Kopf registrations: the only module (with ``peering``) that imports kopf, and deliberately thin.
+"""The Kopf registrations, deliberately thin (kopf is imported only in this package, ``kopf_edge``).
 
 Kopf runs the operator process: it logs in, serves the liveness probe, keeps the peering between replicas and
 runs the start-up and clean-up below. It no longer runs anything per resource: our resources are listed and
