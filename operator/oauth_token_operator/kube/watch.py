@@ -73,6 +73,8 @@ class ListWatch:
     what to do with the objects."""
 
     name = "watch"
+    #: The watch request's Accept header (None: the client's default, whole objects).
+    watch_accept: str | None = None
 
     def __init__(self, api_client: kubernetes.client.ApiClient, *, loop: asyncio.AbstractEventLoop,
                  on_synced: Callable[[], None] | None = None,
@@ -187,8 +189,6 @@ class ListWatch:
             self._response = None
             response.release_conn()
         return version
-
-    watch_accept: str | None = None
 
 
 class MetadataWatch(ListWatch):

@@ -81,7 +81,22 @@ async def resolve_host(host: str, port: int) -> Sequence[IPAddress]:
 # -------------------------------------------------------------------------------------------- the network
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
+class _Wrapping(httpcore.AsyncNetworkBackend):
+    """A backend that connects through ``_inner``: what both of ours share (no Unix sockets, the inner sleep)."""
+
+    _inner: httpcore.AsyncNetworkBackend
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - no Unix sockets for token endpoints
+        raise httpcore.ConnectError("Unix domain sockets are not used for token endpoints")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class GuardedBackend(_Wrapping):
     """An httpcore network backend that resolves once, checks every address, and connects to a checked one."""
 
     def __init__(
@@ -118,17 +133,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         assert failure is not None
         raise failure
 
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - no Unix sockets for token endpoints
-        raise httpcore.ConnectError("Unix domain sockets are not used for token endpoints")
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class PooledBackend(httpcore.AsyncNetworkBackend):
+class PooledBackend(_Wrapping):
     """httpcore's anyio backend, its connections wrapped in :class:`PooledStream`."""
 
     def __init__(self) -> None:
@@ -140,15 +146,6 @@ class PooledBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         return PooledStream(await self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
                                                           socket_options=socket_options))
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - no Unix sockets for token endpoints
-        raise httpcore.ConnectError("Unix domain sockets are not used for token endpoints")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
 
 
 class PooledStream(httpcore.AsyncNetworkStream):
