@@ -22,7 +22,7 @@ from .kube.target import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from .kube.watch import MetadataWatch, WatchTarget
 from .metrics import Metrics
 from .reconcile import Refresher
-from .scheduler import Scheduler
+from .scheduler import Scheduler, where
 from .settings import OperatorSettings
 from .shared_reads import SharedReads
 from .tokens.client import TokenClient
@@ -166,7 +166,9 @@ def _stop_if_crashed(task: asyncio.Task[None]) -> None:
     Stop the process instead (Kopf then exits, and Kubernetes restarts the pod: a restart costs no token)."""
     if task.cancelled() or task.exception() is None:
         return
-    log.critical("the scheduler failed, stopping the operator: %r", task.exception())
+    exc = task.exception()
+    assert exc is not None
+    log.critical("the scheduler failed (%s at %s), stopping the operator", type(exc).__name__, where(exc))
     os.kill(os.getpid(), signal.SIGTERM)
 
 

@@ -28,10 +28,11 @@ import asyncio
 import heapq
 import itertools
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-__all__ = ["CONCURRENCY", "Scheduler"]
+__all__ = ["CONCURRENCY", "Scheduler", "where"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ MAX_DELAY_SECONDS = 3600.0
 CRASH_DELAY_SECONDS = 60.0
 
 Run = Callable[[str], Awaitable[datetime | None]]
+
+
+def where(exc: BaseException) -> str:
+    """file:line of the innermost frame an exception passed through."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
 
 
 class Scheduler:
@@ -172,8 +179,10 @@ class Scheduler:
         due: datetime | None = None
         try:
             due = await self._run(uid)
-        except Exception:
-            log.exception("the refresh cycle of %s failed unexpectedly; again in %.0fs", uid, CRASH_DELAY_SECONDS)
+        except Exception as exc:
+            # The type and where it was raised, never the message: an unforeseen exception may quote a value.
+            log.error("the refresh cycle of %s failed unexpectedly (%s at %s); again in %.0fs", uid,
+                      type(exc).__name__, where(exc), CRASH_DELAY_SECONDS)
             due = datetime.fromtimestamp(self._clock().timestamp() + CRASH_DELAY_SECONDS, UTC)
         finally:
             # Forgotten meanwhile (deleted): its task is no longer the one on record, and it is not rescheduled.

@@ -141,20 +141,23 @@ async def test_nothing_starts_while_paused_and_everything_due_starts_on_resume(
     assert sorted(cycles.ran) == ["a", "b"]
 
 
-async def test_a_cycle_that_crashes_runs_again_later_not_in_a_loop(served: tuple[Scheduler, Cycles]) -> None:
+async def test_a_cycle_that_crashes_runs_again_later_not_in_a_loop(
+        served: tuple[Scheduler, Cycles], caplog: pytest.LogCaptureFixture) -> None:
     scheduler, _ = served
     calls = 0
 
     async def crash(uid: str) -> datetime | None:
         nonlocal calls
         calls += 1
-        raise RuntimeError("a bug")
+        raise RuntimeError("a bug quoting CANARY-secret-value")
 
     scheduler._run = crash
     scheduler.wake("r")
     await settle(0.2)
     assert calls == 1
     assert "r" in scheduler, "scheduled again (after the crash delay)"
+    assert "RuntimeError at test_scheduler.py:" in caplog.text, "what and where, for the bug report"
+    assert "CANARY" not in caplog.text, "never the message: it may quote a value"
 
 
 async def test_of_what_is_due_now_the_lowest_rank_runs_first_and_a_timed_one_waits() -> None:
