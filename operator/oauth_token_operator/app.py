@@ -140,7 +140,7 @@ class App:
 
         workers = WorkerRegistry()
         api_client = load_kube_config()
-        kube = KubeClient(api_client, threads=settings.kube_client_threads, on_request=count,
+        kube = KubeClient(api_client, connections=settings.kube_client_threads, on_request=count,
                           timeout=settings.kube_request_timeout_seconds,
                           gate=ApiGate(on_recovered=workers.kube_recovered))
         tokens = token_client(settings, api_server_url=api_client.configuration.host)

@@ -81,11 +81,12 @@ class OperatorSettings(BaseSettings):
                            "permission on workloads, and a resource that lists targets says in its status that "
                            "the feature is off.")
     kube_client_threads: int = Field(
-        16, ge=1, le=256, description="Threads for calls through the (synchronous) Kubernetes client.")
+        16, ge=1, le=256, description="Connections for the Kubernetes calls the refresh cycles make (more calls "
+                                       "wait for a free one); the watches have their own.")
     kube_request_timeout_seconds: float = Field(
         15.0, gt=0, le=300,
-        description="Read timeout of one Kubernetes API call: a half-open connection cannot hold a client "
-                    "thread longer than this.")
+        description="Read timeout of one Kubernetes API call: a half-open connection cannot hold a pooled "
+                    "connection longer than this.")
     require_secret_label: bool = Field(
         False, description="Read a referenced Secret only if it carries the label "
                            "oauth-token-operator.dev/allow-read=true. Without it, whoever may create an "

@@ -157,7 +157,10 @@ class WorkerRegistry:
             if new:
                 self.open(uid)
                 self._triggers[uid] = (event.generation, event.refresh)
-                if event.holds_token and not self._synced:
+                if not self._synced:
+                    # client-go's WaitForCacheSync: no first read before the watches have listed. A referenced
+                    # object deleted between a worker's read and the listing is in neither, and its deletion
+                    # would never be seen (found when the first cycles got faster than the Secret listing).
                     self._waiting_for_sync.add(uid)
                 else:
                     self.wake(uid, self._ranks[uid])
@@ -195,7 +198,7 @@ class WorkerRegistry:
     # -- the metadata watches --------------------------------------------------------------------------------
 
     def expect_watches(self, count: int) -> None:
-        """``count`` watches are about to list; resources holding a token wait for all of them to finish."""
+        """``count`` watches are about to list; the resources found meanwhile wait for all of them to finish."""
         self._listing += count
         if self._listing > 0:
             self._synced = False

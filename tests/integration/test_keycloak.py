@@ -326,7 +326,7 @@ def federation(keycloak: Keycloak, kube_env: EnvTest, realm: Realm) -> Iterator[
 
 @pytest.fixture
 async def kube(kube_env: EnvTest) -> AsyncIterator[KubeClient]:
-    kube_client = KubeClient(kube_env.api_client(), threads=2)
+    kube_client = KubeClient(kube_env.api_client(), connections=2)
     yield kube_client
     await kube_client.close()
 

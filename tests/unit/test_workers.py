@@ -156,13 +156,27 @@ def test_a_new_resource_starts_at_once_and_its_body_is_kept() -> None:
     assert registry.woken == {"uid-9"}
 
 
-def test_after_a_start_a_resource_holding_a_token_waits_for_the_first_listing_of_its_inputs() -> None:
+def test_after_a_start_every_resource_waits_for_the_first_listing_of_its_inputs() -> None:
+    # A new resource too: if it read its credentials Secret before the Secret listing, and the Secret was
+    # deleted in between, neither the read nor the listing would show the deletion.
     registry = Recording()
-    registry.expect_watches(1)
+    registry.expect_watches(2)
     registry.resources_changed([event(holds_token=True), event(uid="fresh")])
-    assert registry.woken == {"fresh"}, "a new resource reads its inputs anyway: it starts at once"
+    registry.watch_synced()
+    assert registry.woken == set(), "one of the two watches has not listed yet"
     registry.release_waiting()  # the listing took too long: start anyway
     assert registry.woken == {"fresh", "uid-9"}
+
+
+async def test_the_resources_found_before_the_listing_start_when_it_is_done() -> None:
+    registry = Recording()
+    registry.expect_watches(1)
+    registry.resources_changed([event(uid="fresh")])
+    assert registry.woken == set()
+    registry.watch_synced()
+    assert registry.woken == {"fresh"}
+    registry.resources_changed([event(uid="later")])
+    assert registry.woken == {"fresh", "later"}, "after the listing a new resource starts at once"
 
 
 def test_a_deleted_or_deleting_resource_stops_and_an_old_finalizer_is_released() -> None:
