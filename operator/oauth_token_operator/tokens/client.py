@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import httpcore
+import aiohttp
 import httpx
 
 from .. import __version__
@@ -53,9 +53,7 @@ from .clientauth import strategy_for
 from .discovery import ServerMetadata, metadata_urls, parse_metadata
 from .egress import (
     DeniedNetworks,
-    GuardedBackend,
     GuardedTransport,
-    PooledBackend,
     Resolver,
     check_addresses,
     proxy_configured,
@@ -74,10 +72,9 @@ DISCOVERY_TTL_SECONDS = 3600.0
 POOL_IDLE_SECONDS = 900.0
 #: Requests in flight per pool (the rest wait for a slot, outside their deadline), and the connections kept
 #: open. Measured at 1,000-10,000 resources against one endpoint: with 100 slots but 20 kept-alive connections,
-#: httpcore's pool (which scans every queued request against every connection on each change) took a third of
-#: the operator's CPU, connections beyond 20 were re-opened (TLS handshakes), and on a busy event loop requests
-#: exceeded their 10 s deadline and opened the endpoint's circuit. 32, all kept alive, still fills a fast
-#: endpoint and keeps 100+ requests per second for one with 200 ms latency.
+#: connections beyond 20 were re-opened (TLS handshakes), and on a busy event loop requests exceeded their 10 s
+#: deadline and opened the endpoint's circuit. 32, all kept alive, still fills a fast endpoint and keeps 100+
+#: requests per second for one with 200 ms latency.
 MAX_CONCURRENT_REQUESTS_PER_POOL = 32
 
 INSECURE_TLS_WARNING = "TLS certificate verification is disabled (tls.insecureSkipVerify)"
@@ -354,9 +351,7 @@ class TokenClient:
             if self._transport_factory:
                 transport = self._transport_factory(context)
             else:
-                backend: httpcore.AsyncNetworkBackend = (
-                    GuardedBackend(self._denied, resolve=self._resolve) if self._denied else PooledBackend())
-                transport = GuardedTransport(verify=context, limits=limits, backend=backend)
+                transport = GuardedTransport(verify=context, limits=limits, denied=self._denied, resolve=self._resolve)
             client = httpx.AsyncClient(
                 verify=context,  # also used by proxy transports created from HTTPS_PROXY & co.
                 transport=transport,
@@ -401,7 +396,7 @@ class TokenClient:
             ) from None
         except httpx.InvalidURL:
             raise InvalidSpec(f"{without_userinfo(url)} is not a valid URL") from None
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:  # aiohttp's: those httpx-aiohttp passes on
             raise classify_transport_error(exc, url=url, secrets=secrets) from None
         finally:
             pool.in_flight -= 1

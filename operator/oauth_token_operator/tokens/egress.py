@@ -6,13 +6,15 @@ an ``OAuthClientCredential`` can make the operator talk to the node's loopback, 
 position (server-side request forgery). The setting ``OAUTH_TOKEN_OPERATOR_DENIED_ENDPOINT_NETWORKS`` lists the
 networks refused; the default is :data:`DEFAULT_DENIED_NETWORKS` plus the API server's own addresses.
 
-The check is made **on the address actually connected to**. :class:`GuardedBackend` is an httpcore network
-backend: for each new connection it resolves the host once, refuses the connection if *any* resolved address is
-denied (a name that resolves to a public and a metadata address is refused, whatever order the resolver
-returns), and then connects to the checked address itself, so a DNS answer that changes between check and
-connect (DNS rebinding) cannot slip through. TLS is started by httpcore afterwards with the URL's host name, so
-SNI, the ``Host`` header and certificate verification are those of the original name. Nothing is sent on a
-refused connection: the refusal happens before the socket exists.
+The check is made **on the address actually connected to**. The token pools are aiohttp connection pools under
+httpx (:class:`GuardedTransport`, the ``httpx-aiohttp`` transport): :class:`GuardedResolver` is their resolver.
+For each new connection it resolves the host once, refuses it if *any* resolved address is denied (a name that
+resolves to a public and a metadata address is refused, whatever order the resolver returns), and hands aiohttp
+exactly the checked addresses to connect to, so a DNS answer that changes between check and connect (DNS
+rebinding) cannot slip through. aiohttp starts TLS with the URL's host name, so SNI, the ``Host`` header and
+certificate verification are those of the original name. A literal IP in the URL never reaches a resolver in
+aiohttp; the transport checks it before the request. Nothing is sent on a refused connection: the refusal
+happens before the socket exists.
 
 IPv4-mapped IPv6 addresses (``::ffff:127.0.0.1``) and NAT64 addresses (``64:ff9b::a9fe:a9fe``) are checked as
 the IPv4 address they reach as well. The pure part (:func:`parse_networks`, :func:`denied_reason`,
@@ -28,16 +30,17 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import select
 import socket
 import ssl
-import typing
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
-import httpcore
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from httpx_aiohttp import AiohttpTransport
 
+from ..errors import InvalidSpec
 from .networks import (
     DEFAULT_DENIED_NETWORKS,
     DENIED_NETWORKS_SETTING,
@@ -54,7 +57,7 @@ __all__ = [
     "DENIED_NETWORKS_SETTING",
     "METADATA_ADDRESSES",
     "DeniedNetworks",
-    "GuardedBackend",
+    "GuardedResolver",
     "GuardedTransport",
     "Resolver",
     "api_server_addresses",
@@ -81,139 +84,73 @@ async def resolve_host(host: str, port: int) -> Sequence[IPAddress]:
 # -------------------------------------------------------------------------------------------- the network
 
 
-class _Wrapping(httpcore.AsyncNetworkBackend):
-    """A backend that connects through ``_inner``: what both of ours share (no Unix sockets, the inner sleep)."""
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver for the token pools: resolve once, check every address, connect to a checked one.
 
-    _inner: httpcore.AsyncNetworkBackend
+    aiohttp connects to the addresses a resolver returns, in order, and never resolves the name again for that
+    connection; its DNS cache keeps only answers that passed here."""
 
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - no Unix sockets for token endpoints
-        raise httpcore.ConnectError("Unix domain sockets are not used for token endpoints")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class GuardedBackend(_Wrapping):
-    """An httpcore network backend that resolves once, checks every address, and connects to a checked one."""
-
-    def __init__(
-        self, denied: DeniedNetworks, *, resolve: Resolver = resolve_host,
-        inner: httpcore.AsyncNetworkBackend | None = None,
-    ) -> None:
+    def __init__(self, denied: DeniedNetworks, *, resolve: Resolver = resolve_host) -> None:
         self._denied = denied
         self._resolve = resolve
-        self._inner = inner or PooledBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            addresses = await self._resolve(host, port)
-        except OSError as exc:  # socket.gaierror: classified as "cannot resolve host" further up
-            raise httpcore.ConnectError(str(exc)) from exc
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET,
+                      ) -> list[ResolveResult]:
+        addresses = await self._resolve(host, port)  # OSError (gaierror): aiohttp's "cannot resolve"
         if not addresses:
-            raise httpcore.ConnectError(f"{host} resolves to no address")
+            raise OSError(f"{host} resolves to no address")
         check_addresses(host, addresses, self._denied)
-        failure: Exception | None = None
-        for address in addresses:  # connect to what was checked, never to the name again
-            try:
-                return await self._inner.connect_tcp(
-                    str(address), port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
+        return [ResolveResult(hostname=host, host=str(address), port=port,
+                              family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                              proto=0, flags=socket.AI_NUMERICHOST)
+                for address in addresses]
+
+    async def close(self) -> None:
+        pass
 
 
-class PooledBackend(_Wrapping):
-    """httpcore's anyio backend, its connections wrapped in :class:`PooledStream`."""
+class GuardedTransport(AiohttpTransport):
+    """httpx's requests over one aiohttp connection pool, every connection through :class:`GuardedResolver`.
 
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+    Why aiohttp under httpx: measured on one endpoint (bench/README.md), httpcore's pool cost 0.8 ms of CPU per
+    request with one connection and ~3 ms with 32 (its per-request checks visit every pooled connection), aiohttp's
+    ~0.3 ms at any size; httpx stays the client everything else is written against."""
 
-    async def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None, socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return PooledStream(await self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
-                                                          socket_options=socket_options))
+    def __init__(self, *, verify: ssl.SSLContext, limits: httpx.Limits, denied: DeniedNetworks,
+                 resolve: Resolver = resolve_host) -> None:
+        self._denied = denied
 
+        def session() -> aiohttp.ClientSession:  # made on first use, on the loop that uses it
+            connector = aiohttp.TCPConnector(
+                ssl=verify, limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry or 0,
+                resolver=GuardedResolver(denied, resolve=resolve))
+            return aiohttp.ClientSession(connector=connector, trust_env=False)
 
-class PooledStream(httpcore.AsyncNetworkStream):
-    """A connection as httpcore's pool sees it: anyio's stream, with a cheap answer to "is it readable?".
+        super().__init__(verify=verify, limits=limits, trust_env=False, client=session)
 
-    Before every request and after every response, httpcore's pool asks each idle connection whether the server
-    closed it (``get_extra_info("is_readable")``). anyio answers that by building a dict of every attribute of
-    the stream, its TLS layer and its socket, calling ``getpeername()`` on the way: measured at 1,000 resources
-    against one endpoint with 32 pooled connections, that was most of the token requests' CPU (and a third of
-    the operator's). The socket is looked up once here; the readability check is the same ``poll`` httpcore
-    makes."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:  # noqa: ASYNC109
-        return PooledStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> typing.Any:
-        if info == "is_readable":
-            return self._socket is not None and _readable(self._socket)
-        if info == "socket":
-            return self._socket
-        return self._inner.get_extra_info(info)
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            legacy = _legacy_ipv4(host)
+            if legacy is not None:
+                # "127.1", "2130706433", "0x7f.1": the system resolver reads them as IPv4 (so did httpx's own pool);
+                # aiohttp refuses them. Denied or not, say what the user wrote.
+                check_addresses(host, [legacy], self._denied)
+                raise InvalidSpec(f"endpoint host {host} is IPv4 address {legacy} in a legacy spelling; "
+                                  f"write it as {legacy}") from None
+        else:
+            check_addresses(host, [literal], self._denied)
+        return await super().handle_async_request(request)
 
 
-def _readable(sock: socket.socket) -> bool:
-    """Data or EOF waiting (for an idle connection: the server closed it). A closed socket counts as readable,
-    as in httpcore (the connection is then discarded)."""
-    if sock.fileno() == -1:
-        return True
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport with its connection pool built on our backend: a :class:`GuardedBackend`, or (when
-    no network is denied) a bare :class:`PooledBackend`.
-
-    httpx 0.28 has no ``network_backend`` argument yet (encode/httpx discussion 3180, PR 3749), so the pool it
-    builds is replaced by an equal one given the backend; everything else (request and response mapping,
-    exception mapping) stays httpx's. The integration test that a loopback endpoint is refused by default fails
-    if a future httpx stops using ``_pool``.
-    """
-
-    def __init__(self, *, verify: ssl.SSLContext, limits: httpx.Limits, backend: httpcore.AsyncNetworkBackend) -> None:
-        super().__init__(verify=verify, limits=limits)
-        if type(getattr(self, "_pool", None)) is not httpcore.AsyncConnectionPool:
-            raise RuntimeError("this httpx builds its transport differently; the endpoint guard needs an update")
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=verify,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=backend,
-        )
+def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The address inet_aton(3) reads in ``host`` (shortened, decimal, octal or hex forms), if it is one."""
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------------- the API server's address

@@ -1,6 +1,7 @@
 """Transport failures (no HTTP answer at all) as :class:`~oauth_token_operator.errors.EndpointUnavailable`.
 
-Apart from :mod:`.classify` because it inspects httpx's, ssl's and socket's exceptions; the messages follow the
+Apart from :mod:`.classify` because it inspects httpx's, aiohttp's (the pools under httpx), ssl's and socket's
+exceptions; the messages follow the
 same rules (one line, server text cleaned and redacted, never userinfo from the URL).
 """
 
@@ -12,6 +13,7 @@ import ssl
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 
 from ..errors import EndpointUnavailable
@@ -65,7 +67,18 @@ def classify_transport_error(
             f"TLS handshake with {host} failed: {detail()}; check the server's TLS setup and, if it requires "
             "a client certificate, tls.clientCertificateSecretRef"
         )
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    # httpx-aiohttp maps aiohttp's errors to httpx's coarsely (a reset or a closed connection becomes a
+    # ConnectTimeout), so when aiohttp's is in the chain, it says what happened.
+    aio = next((e for e in chain if isinstance(e, aiohttp.ClientError)), None)
+    if isinstance(aio, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        # aiohttp's parser quotes what the peer sent (a banner): never shown
+        return EndpointUnavailable(
+            f"the connection to {host} broke the HTTP protocol ({type(aio).__name__}); is it an HTTP(S) server, "
+            "and is the port right?"
+        )
+    timed_out = (isinstance(aio, aiohttp.ServerTimeoutError) if aio is not None
+                 else isinstance(exc, httpx.TimeoutException | TimeoutError))
+    if timed_out:
         phase: dict[type[BaseException], str] = {
             httpx.ConnectTimeout: "connecting",
             httpx.ReadTimeout: "waiting for the answer",
@@ -73,6 +86,10 @@ def classify_transport_error(
             httpx.PoolTimeout: "waiting for a connection",
         }
         doing = phase.get(type(exc), "waiting")
+        if isinstance(aio, aiohttp.ConnectionTimeoutError):
+            doing = "connecting"
+        elif isinstance(aio, aiohttp.SocketTimeoutError):
+            doing = "waiting for the answer"
         return EndpointUnavailable(f"timed out {doing} ({host}); the server is slow or unreachable")
     if any(isinstance(e, socket.gaierror) for e in chain) or re.search(
         r"name or service not known|nodename nor servname|name resolution|getaddrinfo", detail(), re.I

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 from tokens_testkit import CANARY, PKI, private_pem, rsa_key, write_pair
@@ -24,6 +25,7 @@ from oauth_token_operator.tokens.classify import (
     redact,
     without_userinfo,
 )
+from oauth_token_operator.tokens.egress import DeniedNetworks, GuardedTransport
 from oauth_token_operator.tokens.model import ClientConfig, TLSMaterial
 from oauth_token_operator.tokens.tls import build_ssl_context
 from oauth_token_operator.tokens.transport_errors import classify_transport_error
@@ -124,11 +126,21 @@ def test_is_invalid_client_answer(status: int, body: bytes, expected: bool) -> N
 # ------------------------------------------------------------------------ real transport failures
 
 
-async def _get(url: str, context: ssl.SSLContext | None = None, read_timeout: float = 2.0) -> BaseException:
-    async with httpx.AsyncClient(verify=context or ssl.create_default_context(), timeout=read_timeout) as client:
+@pytest.fixture(params=["aiohttp", "httpcore"])
+def via(request: pytest.FixtureRequest) -> str:
+    """Which pool sends: the token pools' (aiohttp under httpx) or httpx's own (used through a proxy)."""
+    return str(request.param)
+
+
+async def _get(url: str, via: str, context: ssl.SSLContext | None = None, read_timeout: float = 2.0,
+               ) -> BaseException:
+    context = context or ssl.create_default_context()
+    transport = (GuardedTransport(verify=context, limits=httpx.Limits(), denied=DeniedNetworks())
+                 if via == "aiohttp" else None)
+    async with httpx.AsyncClient(verify=context, timeout=read_timeout, transport=transport) as client:
         try:
             await client.get(url)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, aiohttp.ClientError) as exc:  # what TokenClient._send hands to the classifier
             return exc
     raise AssertionError("the request unexpectedly succeeded")
 
@@ -164,12 +176,12 @@ def _check(error: EndpointUnavailable, *needles: str) -> None:
         assert needle in error.message, error.message
 
 
-async def test_connection_refused() -> None:
+async def test_connection_refused(via: str) -> None:
     url = f"http://127.0.0.1:{_unused_port()}/token"
-    _check(classify_transport_error(await _get(url), url=url), "refused", "127.0.0.1")
+    _check(classify_transport_error(await _get(url, via), url=url), "refused", "127.0.0.1")
 
 
-async def test_tls_verification_failure_points_at_ca_bundle(pki: PKI, tmp_path: Path) -> None:
+async def test_tls_verification_failure_points_at_ca_bundle(pki: PKI, tmp_path: Path, via: str) -> None:
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(*write_pair(str(tmp_path), pki.server))
 
@@ -178,21 +190,21 @@ async def test_tls_verification_failure_points_at_ca_bundle(pki: PKI, tmp_path: 
 
     async with _server(handler, server_context) as port:
         url = f"https://localhost:{port}/token"
-        error = classify_transport_error(await _get(url, build_ssl_context(TLSMaterial())), url=url)
+        error = classify_transport_error(await _get(url, via, build_ssl_context(TLSMaterial())), url=url)
     _check(error, "TLS certificate verification failed", f"localhost:{port}", "tls.caBundleRef")
 
 
-async def test_read_timeout() -> None:
+async def test_read_timeout(via: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # never answer; returns when the client gives up and closes
 
     async with _server(handler) as port:
         url = f"http://127.0.0.1:{port}/token"
-        error = classify_transport_error(await _get(url, read_timeout=0.2), url=url)
+        error = classify_transport_error(await _get(url, via, read_timeout=0.2), url=url)
     _check(error, "timed out waiting for the answer")
 
 
-async def test_protocol_error_never_quotes_what_the_peer_sent() -> None:
+async def test_protocol_error_never_quotes_what_the_peer_sent(via: str) -> None:
     # A tokenURL pointed at a non-HTTP internal service (Redis, SSH, ...) must not read its banner back.
     banner = b"SSH-2.0-InternalBanner-7f3a2c"
 
@@ -204,11 +216,25 @@ async def test_protocol_error_never_quotes_what_the_peer_sent() -> None:
 
     async with _server(handler) as port:
         url = f"http://127.0.0.1:{port}/token"
-        failure = await _get(url)
+        failure = await _get(url, via)
         error = classify_transport_error(failure, url=url)
-    assert "InternalBanner" in str(failure)  # h11 does quote it: the classification must drop it
+    assert "InternalBanner" in repr(failure) + repr(failure.__cause__)  # both parsers quote it: we must not
     _check(error, "broke the HTTP protocol", "port right")
     assert "InternalBanner" not in error.message
+
+
+async def test_a_server_that_closes_without_answering_is_not_called_a_timeout(via: str) -> None:
+    # httpx-aiohttp maps aiohttp's ServerDisconnectedError to httpx.ConnectTimeout: the message must still say
+    # what happened.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.close()
+
+    async with _server(handler) as port:
+        url = f"http://127.0.0.1:{port}/token"
+        error = classify_transport_error(await _get(url, via), url=url)
+    _check(error, "broke the HTTP protocol")
+    assert "timed out" not in error.message
 
 
 def test_dns_failure_and_userinfo_never_shown() -> None:

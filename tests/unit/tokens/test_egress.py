@@ -1,16 +1,19 @@
 """The endpoint guard's decisions, with injected resolvers: no test here sends traffic or asks a DNS server.
 
-The connection-level tests use httpcore's in-memory mock backend as the "network": a refused endpoint must
-never reach it, an allowed one must reach it with the checked IP address rather than the name.
+The resolver the token pools connect through must refuse a denied name before any socket exists, and hand the
+pool exactly the addresses it checked. That the pool then connects there (with the original host name for TLS
+and ``Host``) is proven against real servers in ``tests/integration/test_endpoint_guard.py``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+import ssl
 from collections.abc import Sequence
 
-import httpcore
+import httpx
 import pytest
 
 from oauth_token_operator.errors import InvalidSpec
@@ -18,7 +21,8 @@ from oauth_token_operator.settings import OperatorSettings
 from oauth_token_operator.tokens.egress import (
     DEFAULT_DENIED_NETWORKS,
     DeniedNetworks,
-    GuardedBackend,
+    GuardedResolver,
+    GuardedTransport,
     IPAddress,
     Resolver,
     api_server_addresses,
@@ -147,19 +151,7 @@ def test_api_server_addresses_from_url_and_service_host() -> None:
     assert api_server_addresses(None) == ()
 
 
-# ------------------------------------------------------------------------------------ the network backend
-
-
-class RecordingBackend(httpcore.AsyncMockBackend):
-    """httpcore's in-memory backend, remembering where each connection was asked to go."""
-
-    def __init__(self) -> None:
-        super().__init__([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
-        self.connected: list[tuple[str, int]] = []
-
-    async def connect_tcp(self, host: str, port: int, *args: object, **kwargs: object) -> httpcore.AsyncNetworkStream:
-        self.connected.append((host, port))
-        return await super().connect_tcp(host, port)
+# ------------------------------------------------------------------------------------------- the resolver
 
 
 def resolver(table: dict[str, list[str]], calls: list[str]) -> Resolver:
@@ -170,37 +162,48 @@ def resolver(table: dict[str, list[str]], calls: list[str]) -> Resolver:
     return resolve
 
 
-async def test_backend_refuses_before_any_connection() -> None:
-    inner, calls = RecordingBackend(), []
-    backend = GuardedBackend(DEFAULT, resolve=resolver({"metadata.internal": ["169.254.169.254"]}, calls),
-                             inner=inner)
+async def test_resolver_refuses_a_denied_name_so_no_connection_is_made() -> None:
+    calls: list[str] = []
+    guard = GuardedResolver(DEFAULT, resolve=resolver({"metadata.internal": ["203.0.113.7", "169.254.169.254"]},
+                                                      calls))
     with pytest.raises(InvalidSpec, match=re.escape("metadata.internal resolves to 169.254.169.254, a cloud")):
-        await backend.connect_tcp("metadata.internal", 80)
-    assert inner.connected == []  # no socket, so nothing was sent
+        await guard.resolve("metadata.internal", 80)
+    assert calls == ["metadata.internal"], "one public address among them does not make it acceptable"
 
 
-async def test_backend_connects_to_the_checked_address_not_the_name_again() -> None:
-    # DNS rebinding: the name is resolved once, and the connection goes to that checked address.
-    inner, calls = RecordingBackend(), []
-    backend = GuardedBackend(DEFAULT, resolve=resolver({"idp.example.com": ["203.0.113.7"]}, calls), inner=inner)
-    await backend.connect_tcp("idp.example.com", 443)
+async def test_resolver_hands_the_pool_exactly_the_checked_addresses() -> None:
+    # DNS rebinding: the name is resolved once; the pool connects to these, never to the name again.
+    calls: list[str] = []
+    guard = GuardedResolver(DEFAULT, resolve=resolver({"idp.example.com": ["203.0.113.7", "2001:db8::7"]}, calls))
+    results = await guard.resolve("idp.example.com", 443)
     assert calls == ["idp.example.com"]
-    assert inner.connected == [("203.0.113.7", 443)]
+    assert [(r["host"], r["port"], r["family"], r["hostname"]) for r in results] == [
+        ("203.0.113.7", 443, socket.AF_INET, "idp.example.com"),
+        ("2001:db8::7", 443, socket.AF_INET6, "idp.example.com"),
+    ]
+    assert all(r["flags"] == socket.AI_NUMERICHOST for r in results), "aiohttp must not resolve them again"
 
 
-async def test_backend_unresolvable_host_is_a_connect_error() -> None:
+async def test_resolver_unresolvable_host_is_an_os_error() -> None:
+    # aiohttp reports an OSError from its resolver as "cannot connect"/DNS; classified as "cannot resolve host".
     async def fail(host: str, port: int) -> Sequence[IPAddress]:
-        raise OSError(-2, "Name or service not known")
+        raise socket.gaierror(-2, "Name or service not known")
 
-    backend = GuardedBackend(DEFAULT, resolve=fail, inner=RecordingBackend())
-    with pytest.raises(httpcore.ConnectError, match="Name or service not known"):
-        await backend.connect_tcp("nowhere.invalid", 443)
+    with pytest.raises(OSError, match="Name or service not known"):
+        await GuardedResolver(DEFAULT, resolve=fail).resolve("nowhere.invalid", 443)
+
+    async def nothing(host: str, port: int) -> Sequence[IPAddress]:
+        return []
+
+    with pytest.raises(OSError, match="resolves to no address"):
+        await GuardedResolver(DEFAULT, resolve=nothing).resolve("empty.invalid", 443)
 
 
-async def test_pool_keeps_the_host_name_for_the_request_and_connects_to_the_ip() -> None:
-    inner, calls = RecordingBackend(), []
-    backend = GuardedBackend(DEFAULT, resolve=resolver({"idp.example.com": ["203.0.113.7"]}, calls), inner=inner)
-    async with httpcore.AsyncConnectionPool(network_backend=backend) as pool:
-        response = await pool.request("GET", "http://idp.example.com/token", headers={"Host": "idp.example.com"})
-    assert response.status == 200
-    assert inner.connected == [("203.0.113.7", 80)]
+async def test_a_legacy_ipv4_spelling_is_checked_and_named_before_any_connection() -> None:
+    # The system resolver reads "3405803783" as 203.0.113.7 (and "127.1" as loopback); aiohttp refuses such URLs.
+    transport = GuardedTransport(verify=ssl.create_default_context(), limits=httpx.Limits(), denied=DEFAULT)
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(InvalidSpec, match=re.escape("3405803783 is IPv4 address 203.0.113.7 in a legacy")):
+            await client.get("http://3405803783/token")
+        with pytest.raises(InvalidSpec, match=re.escape("127.1 resolves to 127.0.0.1, a loopback address")):
+            await client.get("http://127.1/token")
