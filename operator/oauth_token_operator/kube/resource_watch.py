@@ -23,12 +23,12 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import kubernetes
 
 from .. import api
+from .target import parse_time
 from .watch import ListWatch
 
 __all__ = ["LEGACY_FINALIZER", "ResourceEvent", "ResourceWatch"]
@@ -80,10 +80,8 @@ class ResourceEvent:
 
 
 def _unix_time(value: Any) -> float:
-    try:
-        return datetime.fromisoformat(str(value)).timestamp() if value else 0.0
-    except ValueError:
-        return 0.0
+    parsed = parse_time(value) if isinstance(value, str) else None
+    return parsed.timestamp() if parsed is not None else 0.0
 
 
 class ResourceWatch(ListWatch):

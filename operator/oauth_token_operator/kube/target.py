@@ -31,6 +31,7 @@ __all__ = [
     "MANAGED_BY_VALUE",
     "PLACEHOLDERS",
     "TargetState",
+    "parse_time",
     "read_target_state",
     "render_target_secret",
     "rfc3339",
@@ -54,7 +55,8 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_time(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time as we write it (annotations, status), or None when absent or unreadable."""
     if not text:
         return None
     try:
@@ -161,8 +163,8 @@ def read_target_state(secret: JSON | None, owner_uid: str) -> TargetState:
         exists=True,
         ours=ours,
         resource_version=meta.get("resourceVersion"),
-        issued_at=_parse_time(annotations.get(ISSUED_AT_ANNOTATION)),
-        expires_at=_parse_time(annotations.get(EXPIRES_AT_ANNOTATION)),
+        issued_at=parse_time(annotations.get(ISSUED_AT_ANNOTATION)),
+        expires_at=parse_time(annotations.get(EXPIRES_AT_ANNOTATION)),
         inputs=annotations.get(INPUTS_ANNOTATION),
         has_token=bool(data),
         intact=intact,

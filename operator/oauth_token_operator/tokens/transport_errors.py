@@ -71,11 +71,7 @@ def classify_transport_error(
     # ConnectTimeout), so when aiohttp's is in the chain, it says what happened.
     aio = next((e for e in chain if isinstance(e, aiohttp.ClientError)), None)
     if isinstance(aio, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
-        # aiohttp's parser quotes what the peer sent (a banner): never shown
-        return EndpointUnavailable(
-            f"the connection to {host} broke the HTTP protocol ({type(aio).__name__}); is it an HTTP(S) server, "
-            "and is the port right?"
-        )
+        return _broken_protocol(host, aio)
     timed_out = (isinstance(aio, aiohttp.ServerTimeoutError) if aio is not None
                  else isinstance(exc, httpx.TimeoutException | TimeoutError))
     if timed_out:
@@ -97,11 +93,16 @@ def classify_transport_error(
         return EndpointUnavailable(f"cannot resolve host {host}: {detail()}; check the URL's host name and cluster DNS")
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in detail().lower():
         return EndpointUnavailable(f"connection to {host} refused; is the server running and is the port right?")
-    if isinstance(exc, httpx.ProtocolError):  # h11 quotes what the peer sent (a banner): never shown
-        return EndpointUnavailable(
-            f"the connection to {host} broke the HTTP protocol ({type(exc).__name__}); is it an HTTP(S) server, "
-            "and is the port right?"
-        )
+    if isinstance(exc, httpx.ProtocolError):
+        return _broken_protocol(host, exc)
     if isinstance(exc, httpx.NetworkError | OSError):
         return EndpointUnavailable(f"network error talking to {host}: {detail()}")
     return EndpointUnavailable(f"request to {host} failed ({type(exc).__name__})")
+
+
+def _broken_protocol(host: str, exc: BaseException) -> EndpointUnavailable:
+    # Both parsers (h11, aiohttp's) quote what the peer sent, e.g. an SSH or Redis banner: never shown.
+    return EndpointUnavailable(
+        f"the connection to {host} broke the HTTP protocol ({type(exc).__name__}); is it an HTTP(S) server, "
+        "and is the port right?"
+    )
