@@ -77,15 +77,18 @@ class Scheduler:
 
     def schedule(self, uid: str, at: datetime | None = None, *, rank: float = 0.0) -> None:
         """Run ``uid``'s cycle at ``at`` (now if None, with ``rank``), unless it is due earlier already. What is due
-        now runs lowest rank first; a timer that comes due is ranked by its due time (Unix seconds), so a refresh
-        that fell due goes before a start-up backlog of resources whose tokens are still fresh."""
+        now runs lowest rank first; a timer that comes due, or an ``at`` already past, is ranked by its due time
+        (Unix seconds), so a refresh that fell due goes before a start-up backlog of resources whose tokens are
+        still fresh, and after a resource woken by a change."""
         loop = asyncio.get_running_loop()
         delay = 0.0 if at is None else (at - self._clock()).total_seconds()
         if uid in self._running and delay <= 0:
             self._again.add(uid)
             return
         if delay <= 0:
-            key = (0, rank)
+            # A time already past is a timer that came due: ranked by that time, like one popped from the timers
+            # (how late the caller got here must not decide whether it jumps the start-up backlog).
+            key = (0, rank if at is None else at.timestamp())
         else:
             key = (1, loop.time() + min(delay, MAX_DELAY_SECONDS))
         current = self._due.get(uid)

@@ -174,6 +174,21 @@ async def test_of_what_is_due_now_the_lowest_rank_runs_first_and_a_timed_one_wai
     assert cycles.ran == ["c", "a", "b", "timed"]
 
 
+async def test_a_time_already_past_is_ranked_by_that_time_not_as_a_change() -> None:
+    # A cycle that returns a refresh time already past (or a caller that got there late) is a timer that came
+    # due: it goes after what a change woke and before a backlog of fresh tokens, whatever the clock did since.
+    cycles = Cycles()
+    scheduler = Scheduler(cycles, concurrency=1)
+    now = datetime.now(UTC).timestamp()
+    scheduler.wake("fresh", now + 600)  # start-up backlog: its token is due in ten minutes
+    scheduler.schedule("overdue", soon(-1))
+    scheduler.wake("changed", 0.0)
+    task = asyncio.create_task(scheduler.serve())
+    await settle(0.2)
+    task.cancel()
+    assert cycles.ran == ["changed", "overdue", "fresh"]
+
+
 def test_the_first_run_after_a_start_is_ranked_by_the_next_refresh_time_in_status() -> None:
     from oauth_token_operator.kube.resource_watch import ResourceEvent
 
