@@ -101,13 +101,10 @@ class ResourceWatch(ListWatch):
     def describe(self) -> str:
         return f"{api.KIND} {self.namespace or '(all namespaces)'}"
 
-    def _call(self, accept: str | None, timeout: tuple[float, float], **params: Any) -> Any:
-        custom = kubernetes.client.CustomObjectsApi(self._api)
-        if self.namespace is None:
-            return custom.list_cluster_custom_object(api.GROUP, api.VERSION, api.PLURAL, **params,
-                                                     _preload_content=False, _request_timeout=timeout)
-        return custom.list_namespaced_custom_object(api.GROUP, api.VERSION, self.namespace, api.PLURAL, **params,
-                                                    _preload_content=False, _request_timeout=timeout)
+    @property
+    def path(self) -> str:
+        scope = f"/namespaces/{self.namespace}" if self.namespace is not None else ""
+        return f"/apis/{api.GROUP}/{api.VERSION}{scope}/{api.PLURAL}"
 
     def _list(self, *, seed: bool) -> str:
         listed: dict[str, tuple[str, str]] = {}

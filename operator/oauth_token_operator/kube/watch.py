@@ -105,8 +105,24 @@ class ListWatch:
     def describe(self) -> str:
         raise NotImplementedError
 
-    def _call(self, accept: str | None, timeout: tuple[float, float], **params: Any) -> Any:
+    @property
+    def path(self) -> str:
+        """The collection listed and watched."""
         raise NotImplementedError
+
+    def _call(self, accept: str | None, timeout: tuple[float, float], query: dict[str, str]) -> Any:
+        """One list or watch request through the official client's ``ApiClient`` (server, TLS, credentials and
+        their refresh hook from its configuration), answered as the raw urllib3 response. Not through the
+        generated API classes: ``CoreV1Api`` alone costs 0.6 CPU-seconds and 22 MiB of RSS to import (measured,
+        kubernetes 37), more than the whole working set of a thousand resources, for four request builders."""
+        request = self._api.param_serialize(
+            method="GET", resource_path=self.path, query_params=list(query.items()),
+            header_params={"Accept": accept or "application/json"}, auth_settings=["BearerToken"])
+        response = self._api.call_api(*request, _request_timeout=timeout)
+        if not 200 <= response.status <= 299:
+            response.read()  # type: ignore[no-untyped-call]
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
 
     def _list(self, *, seed: bool) -> str:
         raise NotImplementedError
@@ -141,9 +157,9 @@ class ListWatch:
                 if isinstance(exc, ApiException) and exc.status == 410:
                     version = None
 
-    def _request(self, accept: str | None, timeout: tuple[float, float], **params: Any) -> Any:
+    def _request(self, accept: str | None, timeout: tuple[float, float], **query: str) -> Any:
         try:
-            return self._call(accept, timeout, **params)
+            return self._call(accept, timeout, query)
         except ApiException as exc:
             if exc.status == 410:
                 raise _Expired() from None
@@ -153,8 +169,8 @@ class ListWatch:
         """The list, a page at a time (each page parsed and released before the next is asked for)."""
         token = ""
         while True:
-            paging: dict[str, Any] = {"_continue": token} if token else {}
-            response = self._request(accept, (5.0, 60.0), limit=PAGE_SIZE, **paging)
+            paging = {"continue": token} if token else {}
+            response = self._request(accept, (5.0, 60.0), limit=str(PAGE_SIZE), **paging)
             try:
                 page: dict[str, Any] = json.loads(response.data)
             finally:
@@ -165,8 +181,9 @@ class ListWatch:
                 return
 
     def _watch(self, version: str, *, after_failure: bool) -> str:
-        response = self._request(self.watch_accept, (5.0, WATCH_SECONDS + 30.0), watch=True,
-                                 resource_version=version, allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS)
+        response = self._request(self.watch_accept, (5.0, WATCH_SECONDS + 30.0), watch="true",
+                                 resourceVersion=version, allowWatchBookmarks="true",
+                                 timeoutSeconds=str(WATCH_SECONDS))
         self._response = response
         if after_failure and self._on_reconnected is not None:
             self._loop.call_soon_threadsafe(self._on_reconnected)
@@ -220,21 +237,14 @@ class MetadataWatch(ListWatch):
     def describe(self) -> str:
         return f"{self.target.kind} {self.target.namespace or '(all namespaces)'}"
 
-    def _call(self, accept: str | None, timeout: tuple[float, float], **params: Any) -> Any:
-        """One list or watch call through the official client, answered as raw metadata JSON."""
-        core = kubernetes.client.CoreV1Api(self._api)
-        methods: dict[tuple[str, bool], Callable[..., Any]] = {
-            ("Secret", False): core.list_secret_for_all_namespaces,
-            ("Secret", True): core.list_namespaced_secret,
-            ("ConfigMap", False): core.list_config_map_for_all_namespaces,
-            ("ConfigMap", True): core.list_namespaced_config_map,
-        }
-        method = methods[self.target.kind, self.target.namespace is not None]
-        args = (self.target.namespace,) if self.target.namespace is not None else ()
+    @property
+    def path(self) -> str:
+        return self.target.path
+
+    def _call(self, accept: str | None, timeout: tuple[float, float], query: dict[str, str]) -> Any:
         if self.target.label_selector:
-            params["label_selector"] = self.target.label_selector
-        return method(*args, **params, _headers={"Accept": accept}, _preload_content=False,
-                      _request_timeout=timeout)
+            query = {**query, "labelSelector": self.target.label_selector}
+        return super()._call(accept, timeout, query)
 
     def _list(self, *, seed: bool) -> str:
         """Every object's metadata, a page at a time; returns the list's resourceVersion."""
