@@ -519,6 +519,10 @@ class OAuthClientCredentialStatus(_Model):
         None, alias="inputsHash",
         description="Identifies the spec, refresh annotation and referenced objects' versions the last token "
                     "request used (a hash of versions, never of secret values); a change requests a new token.")
+    target_resource_version: str | None = Field(
+        None, alias="targetResourceVersion",
+        description="The resourceVersion of the target Secret as the operator's last write of it returned: "
+                    "after a restart, a target Secret still at this version is known without reading it.")
 
 
 class ObjectMeta(BaseModel):

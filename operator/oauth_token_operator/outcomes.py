@@ -61,8 +61,9 @@ class Outcome:
 
 def issued(*, token: Token, endpoint: str, secret_name: str, inputs: str, next_refresh: datetime, now: datetime,
            warnings: tuple[str, ...], previous_reason: str | None, notes: tuple[str, ...] = (),
-           notices: tuple[Notice, ...] = ()) -> Outcome:
-    """A token is in the target Secret (new, or the held one written back)."""
+           notices: tuple[Notice, ...] = (), target_version: str | None = None) -> Outcome:
+    """A token is in the target Secret (new, or the held one written back); ``target_version`` is the
+    resourceVersion that write returned."""
     message = (f"token from {endpoint} valid until {rfc3339(token.expires_at)} "
                f"({schedule.humanize_duration((token.expires_at - now).total_seconds())}); "
                + schedule.describe_next(now=now, next_attempt_at=next_refresh, expires_at=token.expires_at,
@@ -87,6 +88,7 @@ def issued(*, token: Token, endpoint: str, secret_name: str, inputs: str, next_r
             "token_endpoint": endpoint,
             "scope": token.scope,
             "inputs_hash": inputs,
+            "target_resource_version": target_version,
         },
         on_transition=Notice("Normal", Reason.TOKEN_ISSUED,
                              f"Token {verb}; stored in Secret {secret_name}, valid until "

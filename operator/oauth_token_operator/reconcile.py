@@ -52,7 +52,7 @@ from .errors import (
 )
 from .kube.client import Conflict, Invalid, KubeClient, NotFound
 from .kube.serviceaccounts import with_service_account_assertion
-from .kube.target import TargetState, read_target_state, render_target_secret
+from .kube.target import TargetState, read_target_state, render_target_secret, unchanged_target
 from .metrics import Metrics
 from .outcomes import CredentialsNote, Notice, Outcome
 from .reasons import EventReason, Reason
@@ -229,6 +229,14 @@ class Refresher:
         )
 
     async def _target(self, resource: OAuthClientCredential, state: WorkerState) -> TargetState:
+        if state.target is None:
+            # After a start: a target the listing shows as our last write left it is not read again.
+            unchanged = unchanged_target(
+                state.take_seen_target(), written_version=state.status.target_resource_version,
+                known_version=state.known_versions.get(("Secret", state.target_name)),
+                owner_uid=resource.metadata.uid)
+            if unchanged is not None:
+                state.target_read(unchanged)
         if state.target is None or state.target_stale:
             secret = await self.kube.get_secret(resource.metadata.namespace, resource.spec.target.secret_name)
             state.target_read(read_target_state(secret, resource.metadata.uid))
@@ -317,7 +325,8 @@ class Refresher:
         outcome = outcomes.issued(token=token, endpoint=endpoint, secret_name=resource.spec.target.secret_name,
                                   inputs=inputs, next_refresh=next_refresh, now=now, warnings=warnings,
                                   previous_reason=state.last_reason, notes=tuple(notes),
-                                  notices=(*notices, *restart_notices))
+                                  notices=(*notices, *restart_notices),
+                                  target_version=state.target.resource_version if state.target else None)
         await self._report(resource, state, outcome)
         log.info("%s/%s: token %s, expires %s, next refresh %s", meta.namespace, meta.name,
                  "issued" if new_token else "written back", outcome.status["expires_at"].isoformat(),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .api import OAuthClientCredentialStatus
-from .kube.target import TargetState
+from .kube.target import SeenTarget, TargetState
 from .resolve import RefKey, Resolved
 from .tokens.model import Token
 
@@ -54,6 +54,8 @@ class WorkerState:
     target_name: str = ""
     target: TargetState | None = None
     target_stale: bool = True
+    # After a start: the target as the first listing showed it (kube/target.unchanged_target), until used.
+    seen_target: SeenTarget | None = None
     writing_target: bool = False
     # While we write the target Secret, its watch event may arrive before our write's response: events are
     # parked here (None: none came; "": deleted) and compared with the version our write returned.
@@ -148,6 +150,10 @@ class WorkerState:
         self.known_versions[("Secret", self.target_name)] = written.resource_version
         # Somebody else touched the Secret right after our write: look again.
         self.target_stale = parked is not None and parked != written.resource_version
+
+    def take_seen_target(self) -> SeenTarget | None:
+        seen, self.seen_target = self.seen_target, None
+        return seen
 
     def target_read(self, target: TargetState) -> None:
         self.target, self.target_stale = target, False

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from .api import OAuthClientCredential
 from .kube.resource_watch import ResourceEvent
+from .kube.target import SeenTarget
 from .schedule import jitter_unit
 from .state import WorkerState
 
@@ -82,6 +83,8 @@ class WorkerRegistry:
         self._listing = 0
         self._synced = True
         self._seed: dict[str, dict[tuple[str, str], str]] = {}
+        # ... and of our own target Secrets, what their metadata says (so that an unchanged one is not read).
+        self._seen_targets: dict[tuple[str, str], SeenTarget] = {}
 
     def open(self, uid: str) -> WorkerState:
         if uid not in self._workers:
@@ -214,16 +217,21 @@ class WorkerRegistry:
     def synced(self) -> bool:
         return self._synced
 
-    def seed(self, kind: str, versions: dict[tuple[str, str], str]) -> None:
+    def seed(self, kind: str, versions: dict[tuple[str, str], str],
+             targets: dict[tuple[str, str], SeenTarget] | None = None) -> None:
         self._seed.setdefault(kind, {}).update(versions)
+        self._seen_targets.update(targets or {})
 
     def drop_seed(self) -> None:
         self._seed.clear()
+        self._seen_targets.clear()
 
     def objects_changed(self, kind: str, events: Iterable[tuple[str, str, str | None]]) -> None:
         """Events from a metadata watch: (namespace, name, resourceVersion or None when deleted)."""
         seed = self._seed.get(kind)
         for namespace, name, version in events:
+            if kind == "Secret":
+                self._seen_targets.pop((namespace, name), None)  # changed since the listing: read it
             if seed is not None:
                 if version is None:
                     seed.pop((namespace, name), None)
@@ -247,6 +255,8 @@ class WorkerRegistry:
             if seeded is not None:
                 state.known_versions.setdefault((kind, name), seeded)
         self._worker_refs[uid] = refs
+        if state.target is None:
+            state.seen_target = self._seen_targets.get((namespace, resource.spec.target.secret_name))
 
     def resource_changed(self, uid: str, generation: int, refresh: str) -> None:
         """The resource itself changed: wake its worker only for a new spec or refresh request."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,11 @@ def test_restart_requests_no_token_while_tokens_are_valid(
         kube.create_occ(namespace, "marker", spec(auth_server.token_url, target="marker-tok"))
         wait_for(lambda: is_ready(kube, namespace, "marker"), message="marker Ready")
         assert auth_server.token_request_count(client_id) == count + 1, "only the new resource may get a token"
+        time.sleep(3)  # every worker's first cycle is over (they start as soon as the watches have listed)
+        reads = second.metric("oauth_token_operator_kube_requests_total", verb="get", resource="secrets")
+        # The marker reads the credentials Secret (for its token request) and looks for its target; the five
+        # targets are as the first operator's last writes left them (status.targetResourceVersion), unread.
+        assert reads == 2, f"{reads:.0f} Secret reads after the restart; 2 expected"
         for i in range(5):
             status = (kube.get_occ(namespace, f"r{i}") or {})["status"]
             assert status["lastRefreshTime"] == before[i]["lastRefreshTime"]

@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent("""
     async def main():
         loop = asyncio.get_running_loop()
         api = kubernetes.config.new_client_from_config(config_file=sys.argv[1])
-        seeds, resources, synced = {}, [], asyncio.Event()
+        seeds, targets, resources, synced = {}, {}, [], asyncio.Event()
         pending = 3
 
         def on_synced():
@@ -39,8 +39,9 @@ SCRIPT = textwrap.dedent("""
             if not pending:
                 synced.set()
 
-        def on_seed(kind, versions):
+        def on_seed(kind, versions, seen):
             seeds.setdefault(kind, {}).update({f"{ns}/{name}": rv for (ns, name), rv in versions.items()})
+            targets.update({f"{ns}/{name}": [t.resource_version, t.expires_at] for (ns, name), t in seen.items()})
 
         never = lambda namespace, kind, name: False
         watches = [
@@ -48,7 +49,8 @@ SCRIPT = textwrap.dedent("""
                           on_events=lambda kind, events: None, on_seed=on_seed, on_synced=on_synced),
             MetadataWatch(api, WatchTarget("Secret", sys.argv[2], "app=ours"), loop=loop, is_referenced=never,
                           on_events=lambda kind, events: None,
-                          on_seed=lambda kind, versions: on_seed("labelled", versions), on_synced=on_synced),
+                          on_seed=lambda kind, versions, seen: on_seed("labelled", versions, {}),
+                          on_synced=on_synced),
             ResourceWatch(api, None, loop=loop, on_events=lambda events: resources.extend(events),
                           on_synced=on_synced),
         ]
@@ -60,6 +62,7 @@ SCRIPT = textwrap.dedent("""
         print(json.dumps({
             "secrets": sorted(seeds.get("Secret", {})),
             "labelled": sorted(seeds.get("labelled", {})),
+            "targets": targets,
             "resources": sorted(f"{e.namespace}/{e.name}" for e in resources),
             "generated_api_imported": sorted(m for m in sys.modules if m.startswith("kubernetes.client.api.")),
         }))
@@ -71,9 +74,13 @@ SCRIPT = textwrap.dedent("""
 def test_the_watches_list_what_they_are_asked_for_without_the_generated_api_classes(
         kube_env: EnvTest, admin: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(admin)
-    for name, labels in (("plain", None), ("ours", {"app": "ours"})):
+    for name, labels, notes in (
+            ("plain", None, None), ("ours", {"app": "ours"}, None),
+            ("target", {"app.kubernetes.io/managed-by": "oauth-token-operator"},
+             {"oauth-token-operator.dev/expires-at": "2030-01-01T00:00:00Z"})):
         core.create_namespaced_secret(namespace, client.V1Secret(
-            metadata=client.V1ObjectMeta(name=name, labels=labels), string_data={"k": "v"}))
+            metadata=client.V1ObjectMeta(name=name, labels=labels, annotations=notes),
+            string_data={"k": "v"}))
     client.CustomObjectsApi(admin).create_namespaced_custom_object(
         "oauth-token-operator.dev", "v1alpha1", namespace, "oauthclientcredentials", {
             "apiVersion": "oauth-token-operator.dev/v1alpha1", "kind": "OAuthClientCredential",
@@ -88,4 +95,8 @@ def test_the_watches_list_what_they_are_asked_for_without_the_generated_api_clas
     assert {f"{namespace}/plain", f"{namespace}/ours"} <= set(seen["secrets"]), "cluster-wide: every Secret"
     assert seen["labelled"] == [f"{namespace}/ours"], "namespaced, label-selected: only the labelled one"
     assert f"{namespace}/r" in seen["resources"]
+    # Of our own (managed-by) Secrets the listing keeps what a restart needs to trust them unread.
+    target = core.read_namespaced_secret("target", namespace)
+    assert seen["targets"][f"{namespace}/target"] == [target.metadata.resource_version, "2030-01-01T00:00:00Z"]
+    assert f"{namespace}/plain" not in seen["targets"]
     assert seen["generated_api_imported"] == [], "22 MiB and 0.6 CPU-seconds for four request builders"

@@ -18,12 +18,14 @@ from pydantic import SecretStr
 from oauth_token_operator.endpoint_health import EndpointHealth
 from oauth_token_operator.errors import KubernetesUnavailable, OperatorError
 from oauth_token_operator.kube.client import Conflict, Invalid, NotFound
+from oauth_token_operator.kube.target import seen_target
 from oauth_token_operator.metrics import Metrics
 from oauth_token_operator.reconcile import Refresher
 from oauth_token_operator.settings import OperatorSettings
 from oauth_token_operator.state import WorkerState
 from oauth_token_operator.tokens.client import TokenResult
 from oauth_token_operator.tokens.model import ClientConfig, Token
+from oauth_token_operator.workers import WorkerRegistry
 
 JSON = dict[str, Any]
 _KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -191,13 +193,27 @@ class Harness:
     state: WorkerState
     settings: OperatorSettings
 
+    listing: bool = False
+
     async def run(self, body: JSON) -> datetime:
+        if self.listing:
+            # The new process's metadata watches list before any worker runs (workers.py waits for them):
+            # the start-up seed is what the cluster holds at the first run, not at the restart.
+            self.listing = False
+            registry = WorkerRegistry()
+            for kind in ("Secret", "ConfigMap"):
+                listed = {(ns, name): obj for (k, ns, name), obj in self.kube.objects.items() if k == kind}
+                registry.seed(kind, {key: obj["metadata"]["resourceVersion"] for key, obj in listed.items()},
+                              {key: seen for key, obj in listed.items()
+                               if kind == "Secret" and (seen := seen_target(obj["metadata"])) is not None})
+            self.refresher.on_references = registry.track
         return await self.refresher.run(body, self.state)
 
     def restart(self) -> None:
-        """A new operator process: nothing in memory."""
+        """A new operator process: nothing in memory but what its first listing shows."""
         self.state = WorkerState(uid=self.state.uid)
         self.refresher = _refresher(self.kube, self.tokens, self.clock, self.settings)
+        self.listing = True
 
 
 def _refresher(kube: FakeKube, tokens: FakeTokens, clock: Clock, settings: OperatorSettings) -> Refresher:

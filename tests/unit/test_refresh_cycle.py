@@ -93,6 +93,46 @@ async def test_a_restart_with_a_fresh_token_requests_nothing() -> None:
     assert len(h.tokens.requests) == 1
 
 
+async def test_a_restart_reads_no_target_that_is_as_our_last_write_left_it() -> None:
+    h = harness()
+    await h.run(body(h))
+    written = h.kube.objects[("Secret", "ns", "tok")]["metadata"]["resourceVersion"]
+    assert h.kube.status[("ns", "r")]["targetResourceVersion"] == written
+    h.restart()
+    h.kube.calls.clear()
+    h.clock.advance(60)
+    await h.run(body(h))
+    assert h.kube.calls == [], "the listing showed the version our last write returned: nothing to read"
+    assert len(h.tokens.requests) == 1
+    h.clock.advance(3600)  # ...and the schedule it resumed is the token's: refreshed when due, written with PUT
+    await h.run(body(h))
+    assert len(h.tokens.requests) == 2
+    assert ("update", "secrets") in h.kube.calls and ("create", "secrets") not in h.kube.calls
+
+
+async def test_a_target_changed_while_the_operator_was_down_is_read_and_repaired() -> None:
+    h = harness()
+    await h.run(body(h))
+    h.restart()
+    secret = h.kube.objects[("Secret", "ns", "tok")]
+    garbage = base64.b64encode(b"garbage").decode()
+    h.kube.put("Secret", "ns", "tok", {**secret, "data": {**secret["data"], "access_token": garbage}})
+    await h.run(body(h))
+    assert ("get", "secrets") in h.kube.calls
+    assert (h.kube.secret_data("ns", "tok") or {})["access_token"] == "token-2", "tampered: a new token"
+
+
+async def test_a_status_from_before_target_versions_were_recorded_reads_the_target() -> None:
+    h = harness()
+    await h.run(body(h))
+    del h.kube.status[("ns", "r")]["targetResourceVersion"]  # written by an older operator
+    h.restart()
+    h.kube.calls.clear()
+    await h.run(body(h))
+    assert h.kube.calls == [("get", "secrets")]
+    assert len(h.tokens.requests) == 1
+
+
 async def test_a_restart_with_a_fresh_token_counts_the_resource_in_the_metrics_at_once() -> None:
     # Without it the resources gauge of a restarted operator showed only the resources that refreshed since
     # (a dashboard saw most of them vanish for a refresh interval) and nothing could tell when a restart is over.

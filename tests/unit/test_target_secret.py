@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from oauth_token_operator.api import OAuthClientCredential
-from oauth_token_operator.kube.target import read_target_state, render_target_secret
+from oauth_token_operator.kube.target import read_target_state, render_target_secret, seen_target, unchanged_target
 from oauth_token_operator.tokens.model import Token
 
 ISSUED = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)
@@ -84,3 +84,34 @@ def test_a_secret_we_did_not_create_is_not_ours(mutate: Any) -> None:
 def test_absent_secret() -> None:
     state = read_target_state(None, "uid-1")
     assert not state.exists and not state.ours and not state.has_token
+
+
+def listed(secret: dict[str, Any], version: str = "500") -> dict[str, Any]:
+    """The metadata a listing shows of a Secret the API server stored at ``version`` (no data)."""
+    return {**secret["metadata"], "resourceVersion": version}
+
+
+def test_a_listed_target_as_we_wrote_it_is_known_without_reading_it() -> None:
+    secret = render_target_secret(resource(), TOKEN, "h1")
+    seen = seen_target(listed(secret))
+    known = unchanged_target(seen, written_version="500", known_version="500", owner_uid="uid-1")
+    read = read_target_state({**secret, "metadata": listed(secret)}, "uid-1")
+    assert known == read, "the same facts the read would have given"
+    assert known is not None and known.intact and known.has_token
+
+
+@pytest.mark.parametrize(("written", "known", "owner", "why"), [
+    ("499", "500", "uid-1", "written by somebody else since our write (or our status patch never happened)"),
+    ("500", "501", "uid-1", "a watch event showed another version since the listing"),
+    ("500", None, "uid-1", "deleted since the listing"),
+    (None, "500", "uid-1", "a status from before versions were recorded"),
+    ("500", "500", "uid-2", "the Secret of another resource of the same name"),
+])
+def test_anything_else_is_read(written: str | None, known: str | None, owner: str, why: str) -> None:
+    seen = seen_target(listed(render_target_secret(resource(), TOKEN, "h1")))
+    assert unchanged_target(seen, written_version=written, known_version=known, owner_uid=owner) is None, why
+
+
+def test_only_our_labelled_secrets_are_kept_from_a_listing() -> None:
+    assert seen_target({"name": "helm-release", "resourceVersion": "7", "labels": {"owner": "helm"}}) is None
+    assert unchanged_target(None, written_version="7", known_version="7", owner_uid="uid-1") is None

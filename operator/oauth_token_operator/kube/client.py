@@ -44,7 +44,7 @@ import urllib3
 from .. import api
 from ..errors import InvalidSpec, KubernetesRequestRefused, KubernetesUnavailable
 from .resource_watch import LEGACY_FINALIZER, ResourceEvent, ResourceWatch
-from .watch import Event, MetadataWatch, WatchTarget
+from .watch import Event, MetadataWatch, OnSeed, WatchTarget
 
 __all__ = ["ApiGate", "Conflict", "Invalid", "KubeClient", "NotFound", "kubeconfig_client"]
 
@@ -312,7 +312,7 @@ class KubeClient:
     def metadata_watch(self, target: WatchTarget, *, loop: asyncio.AbstractEventLoop,
                        is_referenced: Callable[[str, str, str], bool],
                        on_events: Callable[[str, list[Event]], None],
-                       on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
+                       on_seed: OnSeed | None = None,
                        on_synced: Callable[[], None] | None = None,
                        count: Callable[[str, bool, int], None] | None = None,
                        is_used: Callable[[str, str, str], bool] | None = None) -> MetadataWatch:

@@ -30,12 +30,15 @@ __all__ = [
     "MANAGED_BY_LABEL",
     "MANAGED_BY_VALUE",
     "PLACEHOLDERS",
+    "SeenTarget",
     "TargetState",
     "parse_time",
     "read_target_state",
     "render_target_secret",
     "rfc3339",
+    "seen_target",
     "substitute",
+    "unchanged_target",
 ]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -169,3 +172,48 @@ def read_target_state(secret: JSON | None, owner_uid: str) -> TargetState:
         has_token=bool(data),
         intact=intact,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SeenTarget:
+    """One of our target Secrets as a metadata listing shows it (no data): kept, compactly, for the minutes
+    after a start in which workers take over (``workers.SEED_TTL_SECONDS``), so that a target nobody touched
+    since our last write need not be read again (:func:`unchanged_target`)."""
+
+    resource_version: str
+    owner_uids: tuple[str, ...]
+    issued_at: str | None
+    expires_at: str | None
+    inputs: str | None
+
+
+def seen_target(metadata: JSON) -> SeenTarget | None:
+    """The listing's metadata of a Secret that carries our managed-by label; None for anybody else's."""
+    if (metadata.get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+        return None
+    annotations = metadata.get("annotations") or {}
+    return SeenTarget(
+        resource_version=str(metadata.get("resourceVersion") or ""),
+        owner_uids=tuple(str(o.get("uid")) for o in metadata.get("ownerReferences") or ()),
+        issued_at=annotations.get(ISSUED_AT_ANNOTATION),
+        expires_at=annotations.get(EXPIRES_AT_ANNOTATION),
+        inputs=annotations.get(INPUTS_ANNOTATION),
+    )
+
+
+def unchanged_target(seen: SeenTarget | None, *, written_version: str | None, known_version: str | None,
+                     owner_uid: str) -> TargetState | None:
+    """The target Secret as we last wrote it, known without reading it, or None (read it).
+
+    A resourceVersion is unique to one write of one object, so when the listing shows the very version our
+    last write returned (``written_version``, recorded in ``status.targetResourceVersion``) and no watch event
+    has shown another since (``known_version``), the Secret holds exactly what we wrote: our token, intact,
+    with the schedule annotations the listing shows. Any other write (a hand edit, a deletion and re-creation,
+    a write of ours whose status patch never happened) has another version and is read as before."""
+    if seen is None or not written_version or not seen.resource_version:
+        return None
+    if not seen.resource_version == written_version == known_version or owner_uid not in seen.owner_uids:
+        return None
+    return TargetState(exists=True, ours=True, resource_version=seen.resource_version,
+                       issued_at=parse_time(seen.issued_at), expires_at=parse_time(seen.expires_at),
+                       inputs=seen.inputs, has_token=True, intact=True)

@@ -33,7 +33,9 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-__all__ = ["ListWatch", "MetadataWatch", "WatchTarget"]
+from .target import SeenTarget, seen_target
+
+__all__ = ["ListWatch", "MetadataWatch", "OnSeed", "WatchTarget"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ RETRY_SECONDS = (0.5, 1.0, 2.0)
 
 #: (namespace, name, resourceVersion or None for a deletion)
 Event = tuple[str, str, str | None]
+#: The first listing: (kind, every object's version by (namespace, name), our own target Secrets' metadata)
+OnSeed = Callable[[str, dict[tuple[str, str], str], dict[tuple[str, str], SeenTarget]], None]
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,7 @@ class MetadataWatch(ListWatch):
                  loop: asyncio.AbstractEventLoop,
                  is_referenced: Callable[[str, str, str], bool],
                  on_events: Callable[[str, list[Event]], None],
-                 on_seed: Callable[[str, dict[tuple[str, str], str]], None] | None = None,
+                 on_seed: OnSeed | None = None,
                  on_synced: Callable[[], None] | None = None,
                  on_reconnected: Callable[[], None] | None = None,
                  count: Callable[[str, bool, int], None] | None = None,
@@ -249,6 +253,7 @@ class MetadataWatch(ListWatch):
     def _list(self, *, seed: bool) -> str:
         """Every object's metadata, a page at a time; returns the list's resourceVersion."""
         snapshot: dict[tuple[str, str], str] = {}
+        targets: dict[tuple[str, str], SeenTarget] = {}
         events: list[Event] = []
         version = ""
         for page in self._pages(LIST_ACCEPT):
@@ -258,6 +263,8 @@ class MetadataWatch(ListWatch):
                 rv = str(meta.get("resourceVersion", ""))
                 if seed:
                     snapshot[(namespace, name)] = rv
+                    if self.target.kind == "Secret" and (target := seen_target(meta)) is not None:
+                        targets[(namespace, name)] = target
                 if self._is_referenced(namespace, self.target.kind, name):
                     events.append((namespace, name, rv))
             version = str((page.get("metadata") or {}).get("resourceVersion") or "")
@@ -265,7 +272,7 @@ class MetadataWatch(ListWatch):
         self._count(self.target.kind, True, len(events))
         self._count(self.target.kind, False, len(snapshot) - len(events) if seed else 0)
         if seed and self._on_seed is not None:
-            self._loop.call_soon_threadsafe(self._on_seed, self.target.kind, snapshot)
+            self._loop.call_soon_threadsafe(self._on_seed, self.target.kind, snapshot, targets)
         self._forward(events)
         return version
 
