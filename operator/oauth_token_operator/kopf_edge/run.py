@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sys
-from collections.abc import Callable
 
 import kopf
 
@@ -15,21 +13,7 @@ from .handlers import register
 from .logs import configure_logging
 from .peering import own_identity
 
-__all__ = ["event_loop_factory", "run_operator"]
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The operator's event loop: uvloop's wherever it exists (it does not on Windows; None: asyncio's own).
-
-    Every cycle is a handful of HTTPS requests, and asyncio's pure-Python selector loop and TLS transport were
-    a third of the operator's CPU (py-spy, bench/README.md); uvloop does both in C. ``kopf run`` picks it the
-    same way when it is installed; we run Kopf from our own command, so we say so ourselves.
-    """
-    if sys.platform == "win32":
-        return None
-    import uvloop
-
-    return uvloop.new_event_loop
+__all__ = ["run_operator"]
 
 
 def run_operator(settings: OperatorSettings) -> None:
@@ -48,16 +32,15 @@ def run_operator(settings: OperatorSettings) -> None:
     priority = settings.peering_priority
     if priority is None:
         priority = secrets.randbelow(2**31)
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(kopf.operator(
-            registry=registry,
-            settings=kopf_settings,
-            memo=kopf.Memo(app=app),
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-            standalone=settings.peering is None,
-            peering_name=settings.peering,
-            priority=priority,
-            identity=identity,
-            liveness_endpoint=liveness,
-        ))
+    asyncio.run(kopf.operator(
+        registry=registry,
+        settings=kopf_settings,
+        memo=kopf.Memo(app=app),
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=settings.peering is None,
+        peering_name=settings.peering,
+        priority=priority,
+        identity=identity,
+        liveness_endpoint=liveness,
+    ))
