@@ -501,6 +501,26 @@ async def test_redirect_is_not_followed(authserver: AuthServer, client: TokenCli
     assert authserver.token_request_count() == 0  # the credentials never reached the redirect target
 
 
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+async def test_a_cookie_set_for_one_client_never_goes_with_another_clients_request(
+        ca: TestCA, client: TokenClient, host: str) -> None:
+    # Entra ID's token endpoint answers with Set-Cookie (fpc, x-ms-gateway-slice, ...). Every resource with the
+    # same TLS material shares one connection pool, whoever its tenant is: a cookie kept from one tenant's
+    # request would travel with the next tenant's, linking them at the server.
+    granted = ScriptedResponse.json({"access_token": "t", "token_type": "Bearer", "expires_in": 3600},
+                                    headers=(("Set-Cookie", "fpc=tenant-a-session; path=/; Secure; HttpOnly"),))
+    tls = TLSMaterial(ca_bundle_pem=ca.cert_pem)
+    with ScriptedServer(granted, granted, tls=ca) as entra:
+        # (cookie jars treat a host name and an IP address differently: aiohttp's keeps none for an address)
+        url = entra.token_url.replace("127.0.0.1", host)
+        await client.fetch_token(config(url, "tenant-a", "secret-a", tls=tls))
+        await client.fetch_token(config(url, "tenant-b", "secret-b", tls=tls))
+
+        first, second = entra.token_requests
+    assert first.client_id == "tenant-a" and second.client_id == "tenant-b"
+    assert second.header("Cookie") is None
+
+
 @pytest.mark.parametrize("content_length", [True, False], ids=["declared", "streamed"])
 async def test_oversized_body_refused(client: TokenClient, content_length: bool) -> None:
     with ScriptedServer(ScriptedResponse.oversized(1_000_000, content_length=content_length)) as scripted:

@@ -10,7 +10,9 @@ make a fleet of resources cheap to serve:
   to the endpoint finds it unavailable so that a moved endpoint is rediscovered.
 * The HTTP Basic encoding that worked per (token URL, client ID); see :mod:`.request` for why there are two.
 
-Rules kept here: redirects are never followed (credentials go to the configured host or nowhere); plain
+Rules kept here: redirects are never followed (credentials go to the configured host or nowhere); no cookie is
+kept or sent (a pool serves every tenant whose resources share its TLS material, and a cookie one tenant's
+answer set must not travel with another's request); plain
 ``http://`` and ``tls.insecureSkipVerify`` are refused unless the operator allows them; no connection is made
 to an address in the denied networks (:mod:`.egress`: checked on the address actually connected to); a
 response is streamed and refused beyond ``max_response_bytes``; each request has an overall deadline of
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.cookiejar
 import ssl
 import time
 import uuid
@@ -30,11 +33,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
+from urllib.request import Request
 
 import aiohttp
 import httpx
 
-from .. import __version__
+from .. import USER_AGENT
 from ..errors import (
     EndpointUnavailable,
     InvalidSpec,
@@ -67,7 +71,7 @@ from .transport_errors import classify_transport_error
 
 __all__ = ["DEFAULT_USER_AGENT", "TokenClient", "TokenResult"]
 
-DEFAULT_USER_AGENT = f"oauth-token-operator/{__version__}"
+DEFAULT_USER_AGENT = USER_AGENT
 DISCOVERY_TTL_SECONDS = 3600.0
 POOL_IDLE_SECONDS = 900.0
 #: Requests in flight per pool (the rest wait for a slot, outside their deadline), and the connections kept
@@ -91,6 +95,18 @@ class TokenResult:
     """The token URL actually used (``tokenURL``, or the discovered endpoint), without any userinfo."""
     warnings: tuple[str, ...] = ()
     """Things to flag in the Ready message and as Warning Events (insecure TLS, plain HTTP, ...)."""
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Refuses to store any cookie and to send any: token endpoints authenticate clients by their credentials,
+    never by a session, and the pool's cookie jar would be shared across tenants (Entra ID, for one, answers
+    token requests with Set-Cookie)."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Request) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Request) -> bool:
+        return False
 
 
 @dataclass
@@ -358,6 +374,7 @@ class TokenClient:
                 timeout=httpx.Timeout(self._timeout),
                 limits=limits,
                 follow_redirects=False,
+                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
                 headers={"User-Agent": self._user_agent},
             )
             pool = self._pools[key] = _Pool(client, asyncio.Semaphore(MAX_CONCURRENT_REQUESTS_PER_POOL))

@@ -124,7 +124,8 @@ class GuardedTransport(AiohttpTransport):
             connector = aiohttp.TCPConnector(
                 ssl=verify, limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry or 0,
                 resolver=GuardedResolver(denied, resolve=resolve))
-            return aiohttp.ClientSession(connector=connector, trust_env=False)
+            # No cookie jar: the pool serves every tenant that shares its TLS material (see tokens/client.py).
+            return aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
 
         super().__init__(verify=verify, limits=limits, trust_env=False, client=session)
 
