@@ -17,8 +17,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
+#: How the operator introduces itself to token endpoints and to the Kubernetes API server (whose audit log
+#: records it), on every request it sends.
+USER_AGENT = f"oauth-token-operator/{__version__}"
+
 __all__ = [
     "API_VERSION",
+    "USER_AGENT",
     "OAuthClientCredential",
     "OAuthClientCredentialSpec",
     "OAuthClientCredentialStatus",

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import __version__
 from .api import SECRET_OPT_IN_LABEL
 from .endpoint_health import EndpointHealth
 from .errors import KubernetesUnavailable
@@ -185,7 +184,6 @@ def token_client(settings: OperatorSettings, *, api_server_url: str | None = Non
         allow_insecure_skip_verify=settings.allow_insecure_skip_verify,
         denied_networks=denied_networks(settings, api_server_url=api_server_url),
         default_lifetime=float(settings.default_token_lifetime_seconds),
-        user_agent=f"oauth-token-operator/{__version__}",
     )
 
 

@@ -46,6 +46,11 @@ def test_token_issued_broken_secret_reported_then_recovered(
     assert target.type == "Opaque"
     assert target.metadata.labels["app.kubernetes.io/managed-by"] == "oauth-token-operator"
     assert [o.kind for o in target.metadata.owner_references] == ["OAuthClientCredential"]
+    # Who wrote what, as `kubectl get -o yaml --show-managed-fields` shows it: the operator by name, not the
+    # Python client's generator name that every Python tool in the cluster shares.
+    assert {f.manager for f in target.metadata.managed_fields} == {"oauth-token-operator"}
+    occ_fields = (kube.get_occ(namespace, "torch") or {})["metadata"]["managedFields"]
+    assert {f["manager"] for f in occ_fields if f.get("subresource") == "status"} == {"oauth-token-operator"}
     wait_for(lambda: "TokenIssued" in reasons(kube, namespace, "torch", "Normal"), message="Normal Event")
     good_token = data["access_token"]
 

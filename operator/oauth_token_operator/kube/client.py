@@ -41,7 +41,7 @@ import certifi
 import kubernetes
 import urllib3
 
-from .. import api
+from .. import USER_AGENT, api
 from ..errors import InvalidSpec, KubernetesRequestRefused, KubernetesUnavailable
 from .resource_watch import LEGACY_FINALIZER, ResourceEvent, ResourceWatch
 from .watch import Event, MetadataWatch, OnSeed, WatchTarget
@@ -55,6 +55,10 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 #: The longest message of the API server's we quote (it names fields and rules, never values).
 MAX_API_MESSAGE = 300
 MERGE_PATCH = "application/merge-patch+json"
+#: Who wrote what, as ``kubectl get -o yaml --show-managed-fields`` shows it (managedFields[].manager). Sent
+#: explicitly with every write: left to the API server, the manager is the user agent's product name, which for
+#: the official client is the generator's ("OpenAPI-Generator"), the same for every Python tool in the cluster.
+FIELD_MANAGER = "oauth-token-operator"
 #: What ``kubectl patch`` sends by default for built-in kinds (custom resources know only merge patches).
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
@@ -154,7 +158,15 @@ def load_kube_config() -> kubernetes.client.ApiClient:
     if not configuration.verify_ssl:
         # urllib3 warns on every request; once is enough (and goes through logging, so JSON logs stay JSON).
         warnings.filterwarnings("once", category=urllib3.exceptions.InsecureRequestWarning)
-    return kubernetes.client.ApiClient(configuration)
+    return _api_client(configuration)
+
+
+def _api_client(configuration: kubernetes.client.Configuration) -> kubernetes.client.ApiClient:
+    """The official client for ``configuration``, introducing itself as the operator (its list+watch streams
+    and our own calls alike)."""
+    client = kubernetes.client.ApiClient(configuration)
+    client.user_agent = USER_AGENT
+    return client
 
 
 def kubeconfig_client() -> KubeClient:
@@ -166,7 +178,7 @@ def kubeconfig_client() -> KubeClient:
     except Exception as exc:  # ConfigException, a missing or unreadable file, bad YAML: all "fix KUBECONFIG"
         raise InvalidSpec(f"cannot use KUBECONFIG to mint the ServiceAccount token ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
-    return KubeClient(kubernetes.client.ApiClient(configuration), connections=1)
+    return KubeClient(_api_client(configuration), connections=1)
 
 
 def _ssl_context(configuration: kubernetes.client.Configuration) -> ssl.SSLContext:
@@ -211,7 +223,8 @@ class KubeClient:
         if self._http is None or self._http.closed:
             connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl, keepalive_timeout=30.0)
             self._http = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False,
-                                               headers={"User-Agent": self._user_agent})
+                                               headers={"User-Agent": self._user_agent},
+                                               cookie_jar=aiohttp.DummyCookieJar())  # requests share no state
         return self._http
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
@@ -233,6 +246,8 @@ class KubeClient:
         if self._on_request is not None:
             self._on_request(verb, resource)
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        if method != "GET":
+            path += ("&" if "?" in path else "?") + f"fieldManager={FIELD_MANAGER}"
         try:
             async with self._session().request(
                 method, self._base + path, data=data, headers=self._headers(None if data is None else content_type),
