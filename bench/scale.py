@@ -104,7 +104,6 @@ def operator_kubeconfig(env: EnvTest, api: Any, workdir: Path, auth: str) -> Pat
     return env.kubeconfig_for_token(request.status.token, workdir / "operator.kubeconfig")
 
 
-
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
