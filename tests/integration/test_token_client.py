@@ -20,7 +20,7 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey, RSAKey
 from pydantic import SecretStr
-from tests.support.authserver import AuthServer
+from tests.support.authserver import AuthServer, redact_headers
 from tests.support.gateways import AnalyticsGateway, ApigeeGateway, ScriptedResponse, ScriptedServer, WSO2Gateway
 from tests.support.pki import KeyType, TestCA, generate_private_key, private_key_pem
 
@@ -519,6 +519,13 @@ async def test_a_cookie_set_for_one_client_never_goes_with_another_clients_reque
         first, second = entra.token_requests
     assert first.client_id == "tenant-a" and second.client_id == "tenant-b"
     assert second.header("Cookie") is None
+
+
+def test_recorded_requests_keep_no_credential_or_cookie_value() -> None:
+    assert redact_headers([("Cookie", "fpc=tenant-a; sid=s3cret"), ("Authorization", "Basic eDp5"),
+                           ("Accept", "application/json")]) == (
+        ("Cookie", "fpc=[redacted]; sid=[redacted]"), ("Authorization", "Basic [redacted]"),
+        ("Accept", "application/json"))
 
 
 @pytest.mark.parametrize("content_length", [True, False], ids=["declared", "streamed"])

@@ -140,7 +140,8 @@ class RecordedRequest:
     form: tuple[tuple[str, str], ...] = ()
     """Form fields with their values, except :data:`SECRET_FORM_FIELDS` (which appear as ``[redacted]``)."""
     headers: tuple[tuple[str, str], ...] = ()
-    """Request headers; ``Authorization`` keeps only its scheme (``Basic [redacted]``)."""
+    """Request headers; ``Authorization`` keeps only its scheme (``Basic [redacted]``), ``Cookie`` only the
+    cookies' names."""
     injected: bool = False
     """True when the answer came from failure injection rather than from the server's logic."""
 
@@ -163,9 +164,13 @@ def redact_form(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, ...], tupl
 
 
 def redact_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Credentials keep only their scheme (``Basic [redacted]``), cookies only their names (``sid=[redacted]``)."""
     redacted: list[tuple[str, str]] = []
     for name, value in pairs:
-        if name.lower() in _SECRET_HEADERS:
+        if name.lower() == "cookie":
+            names = [part.split("=", 1)[0].strip() for part in value.split(";") if part.strip()]
+            value = "; ".join(f"{cookie}=[redacted]" for cookie in names)
+        elif name.lower() in _SECRET_HEADERS:
             scheme = value.split(None, 1)[0] if value.strip() else ""
             value = f"{scheme} [redacted]".strip()
         redacted.append((name, value))
