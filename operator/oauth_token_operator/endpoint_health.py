@@ -1,9 +1,13 @@
 """Shared bad news: one circuit breaker per token endpoint, so N resources on a dead server cost one resource's
 requests, not N times as many.
 
-Resources that share a token endpoint share its outages. Each resource asks :meth:`EndpointHealth.acquire`
-before sending; while the endpoint's circuit is open the answer is "don't", with the failure that opened it
-(for the resource's Ready message) and when to come back. The life of a circuit::
+Resources that share a token endpoint share its outages, as long as they also reach it with the same TLS
+material (:func:`circuit_key`): a TLS failure may be one client's own (a CA bundle that is not the server's, a
+client certificate the server refuses), and another tenant whose settings work must not inherit it.
+
+Each resource asks :meth:`EndpointHealth.acquire` before sending; while the endpoint's circuit is open the
+answer is "don't", with the failure that opened it (for the resource's Ready message) and when to come back.
+The life of a circuit::
 
     closed ──transient failure──▶ open ──retry_at reached──▶ half-open (one probe in flight)
       ▲                            ▲                            │
@@ -42,10 +46,17 @@ from .schedule import (
     transient_cap,
 )
 
-__all__ = ["ENDPOINT_MIN_CAP_SECONDS", "Admission", "EndpointHealth"]
+__all__ = ["ENDPOINT_MIN_CAP_SECONDS", "Admission", "EndpointHealth", "circuit_key"]
 
 #: However urgent its waiters, a dead endpoint is not probed more than about once a minute in a long outage.
 ENDPOINT_MIN_CAP_SECONDS = NO_TOKEN_RETRY_CAP_SECONDS
+
+
+def circuit_key(endpoint: str, tls_key: str) -> str:
+    """The circuit a request belongs to: its token endpoint and the digest of the TLS material it connects with
+    (``tokens.tls.tls_material_key``, which also keys the connection pools). Everybody trusting the public CAs
+    shares one circuit per endpoint; a tenant with its own CA bundle or client certificate has its own."""
+    return f"{endpoint} tls:{tls_key[:16]}"
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ class _Circuit:
 
 
 class EndpointHealth:
-    """In-memory circuit breakers keyed by token endpoint URL. See the module docstring.
+    """In-memory circuit breakers keyed by :func:`circuit_key` (opaque here). See the module docstring.
 
     ``probe_timeout``: a probe that has not reported back after this long is presumed lost (its caller was
     cancelled) and another caller may probe; keep it above the request timeout. ``probe_poll``: callers

@@ -39,7 +39,7 @@ from .credentials_expiry import (
     note_expired_credentials,
 )
 from .decide import Action, Decision, Facts, Trigger, decide
-from .endpoint_health import EndpointHealth
+from .endpoint_health import EndpointHealth, circuit_key
 from .errors import (
     InputError,
     InvalidSpec,
@@ -63,6 +63,7 @@ from .state import WorkerState
 from .tokens.classify import without_userinfo
 from .tokens.client import TokenClient
 from .tokens.model import Token
+from .tokens.tls import tls_material_key
 
 __all__ = ["Refresher", "parse_resource"]
 
@@ -256,35 +257,37 @@ class Refresher:
             endpoint = await self.tokens.token_endpoint(resolved.config)
         except OperatorError as exc:
             return await self._failed(resource, state, exc, now, endpoint=endpoint)
-        admission = self.health.acquire(endpoint, now, expires_at=self._current_expiry(state))
+        circuit = circuit_key(endpoint, tls_material_key(resolved.config.tls))
+        admission = self.health.acquire(circuit, now, expires_at=self._current_expiry(state))
         if not admission.allowed and not decision.requested_by_user:
-            # The endpoint is failing for everybody: report its failure without adding to its load.
+            # The endpoint is failing for everybody who reaches it as we do: report its failure without adding
+            # to its load.
             assert admission.error is not None and admission.retry_at is not None
-            state.blocked_on = endpoint
+            state.blocked_on = circuit
             return await self._failed(resource, state, admission.error, now, endpoint=endpoint, counted=False,
                                       retry_at=admission.retry_at)
         state.blocked_on = None
-        circuit_was_open = self.health.retry_at(endpoint) is not None
+        circuit_was_open = self.health.retry_at(circuit) is not None
         started = time.monotonic()
         try:
             # kubernetes_service_account: a fresh ServiceAccount token per request, never cached or stored.
             config = await with_service_account_assertion(self.kube, resource, resolved.config, endpoint)
             result = await self.tokens.fetch_token(config, default_lifetime=self._default_lifetime(resource))
         except KubernetesError:
-            self.health.release(endpoint)  # minting failed: nothing was sent to the endpoint
+            self.health.release(circuit)  # minting failed: nothing was sent to the endpoint
             raise
         except OperatorError as exc:
             exc = note_expired_credentials(exc, resolved.credentials_expire_at, now=self.now())
-            self.health.record_failure(endpoint, exc, self.now())
+            self.health.record_failure(circuit, exc, self.now())
             if isinstance(exc, TokenError):
                 self.metrics.observe_request(reason=exc.reason, url=endpoint, seconds=time.monotonic() - started)
             return await self._failed(resource, state, exc, self.now(), endpoint=endpoint)
         except BaseException:
-            self.health.release(endpoint)  # cancelled (resource deleted, operator stopping): free the probe
+            self.health.release(circuit)  # cancelled (resource deleted, operator stopping): free the probe
             raise
-        self.health.record_success(endpoint, self.now())
+        self.health.record_success(circuit, self.now())
         if circuit_was_open and self.on_endpoint_recovered is not None:
-            self.on_endpoint_recovered(endpoint)  # everybody waiting for this endpoint may try now
+            self.on_endpoint_recovered(circuit)  # everybody waiting for this circuit may try now
         self.metrics.observe_request(reason=Reason.TOKEN_ISSUED, url=result.endpoint,
                                      seconds=time.monotonic() - started)
         # Held before it is written: a write the API server fails is retried with this token, not a new one.

@@ -71,7 +71,7 @@ class WorkerState:
     last_reason: str | None = None
     expires_at: datetime | None = None
     status: OAuthClientCredentialStatus = field(default_factory=OAuthClientCredentialStatus)
-    blocked_on: str | None = None  # the endpoint whose open circuit this worker is waiting for
+    blocked_on: str | None = None  # the open circuit (endpoint_health.circuit_key) this worker is waiting for
     notified: set[str] = field(default_factory=set)  # once-only Events already posted (by key)
 
     # -- resuming ------------------------------------------------------------------------------------------

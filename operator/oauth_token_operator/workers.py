@@ -279,11 +279,11 @@ class WorkerRegistry:
             if state is not None and state.observe((kind, name), resource_version):
                 self.wake(uid, 0.0)
 
-    def endpoint_recovered(self, endpoint: str) -> None:
+    def endpoint_recovered(self, circuit: str) -> None:
         """A token endpoint answered again: the workers that were waiting for its circuit retry at once."""
         now = datetime.now(UTC)
         for uid, state in self._workers.items():
-            if state.blocked_on == endpoint:
+            if state.blocked_on == circuit:
                 state.blocked_on = None
                 state.next_attempt = now
                 self.wake(uid, 0.0)

@@ -4,10 +4,13 @@
   and the API server, which the default denied networks also cover) without sending anything.
 * An internal service's page, reached through a resource's tokenURL, never comes back through the resource's
   status, its Events or the operator's log.
+* One tenant's broken TLS settings for an endpoint do not stop another tenant's resources that reach the same
+  endpoint with their own, working, settings.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from tests.support.authserver import AuthServer
@@ -15,6 +18,7 @@ from tests.support.envtest import EnvTest
 from tests.support.gateways import ScriptedResponse, ScriptedServer
 from tests.support.kube import Kube, wait_for
 from tests.support.operator_process import OperatorProcess
+from tests.support.pki import TestCA
 
 INTERNAL = "internal-status-page-canary-3b7e"
 
@@ -97,3 +101,46 @@ def test_with_the_secret_label_required_an_unlabelled_secret_is_never_sent_anywh
         assert "CANARY" not in operator.logs()
     finally:
         operator.stop()
+
+
+def test_one_tenants_wrong_ca_bundle_does_not_stop_another_tenant_on_the_same_endpoint(
+        kube: Kube, kube_env: EnvTest, tmp_path: Path) -> None:
+    # Both tenants use one HTTPS token endpoint. Tenant A trusts the wrong CA: its requests fail certificate
+    # verification, which says nothing about the endpoint's health for anybody whose CA bundle is right.
+    right, wrong = TestCA(tmp_path / "right"), TestCA(tmp_path / "wrong", common_name="somebody else's CA")
+    tenant_a, tenant_b = f"tenant-a-{uuid.uuid4().hex[:6]}", f"tenant-b-{uuid.uuid4().hex[:6]}"
+    for name in (tenant_a, tenant_b):
+        kube.create_namespace(name)
+    operator = None
+    try:
+        with AuthServer(tls=right) as server:
+            for tenant, ca in ((tenant_a, wrong), (tenant_b, right)):
+                server.add_client(tenant, secret="s")
+                kube.apply_secret(tenant, "creds", {"client_id": tenant, "client_secret": "s"})
+                kube.apply_configmap(tenant, "idp-ca", {"ca.crt": ca.cert_pem})
+            operator = OperatorProcess(kube_env.kubeconfig, tmp_path,
+                                       args=["--namespace", tenant_a, "--namespace", tenant_b]).start()
+
+            def with_ca(token_url: str) -> dict[str, object]:
+                return {**spec(token_url), "tls": {"caBundleRef": {"kind": "ConfigMap", "name": "idp-ca"}}}
+
+            kube.create_occ(tenant_a, "r", with_ca(server.token_url))
+            # Let A fail a few times, so that a circuit for the endpoint would stay open for 20 s or more.
+            wait_for(lambda: ((kube.get_occ(tenant_a, "r") or {}).get("status") or {}).get(
+                "consecutiveFailures", 0) >= 3, timeout=60, message="tenant A failing repeatedly")
+            failed = kube.ready(tenant_a, "r")
+            assert failed["reason"] == "EndpointUnavailable"
+            assert "certificate verification failed" in failed["message"]
+
+            kube.create_occ(tenant_b, "r", with_ca(server.token_url))
+            ready = wait_for(lambda: kube.ready(tenant_b, "r").get("status") == "True" and kube.ready(tenant_b, "r"),
+                             timeout=10, message="tenant B Ready while tenant A keeps failing")
+            assert ready["reason"] == "TokenIssued"
+            assert server.accepts((kube.secret_data(tenant_b, "tok") or {}).get("access_token", ""))
+            assert not [e for e in kube.events(tenant_b, "r") if "certificate" in e.message], (
+                "tenant A's failure must not be reported on tenant B's resource")
+    finally:
+        if operator is not None:
+            operator.stop()
+        for name in (tenant_a, tenant_b):
+            kube.delete_namespace(name)

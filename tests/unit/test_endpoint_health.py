@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tests.support.simulation import simulate_dead_endpoint
 
-from oauth_token_operator.endpoint_health import ENDPOINT_MIN_CAP_SECONDS, Admission, EndpointHealth
+from oauth_token_operator.endpoint_health import ENDPOINT_MIN_CAP_SECONDS, Admission, EndpointHealth, circuit_key
 from oauth_token_operator.errors import (
     CredentialsNotFound,
     EndpointUnavailable,
@@ -25,6 +25,8 @@ from oauth_token_operator.schedule import (
     RETRY_JITTER,
     TRANSIENT_CAP_SECONDS,
 )
+from oauth_token_operator.tokens.model import TLSMaterial
+from oauth_token_operator.tokens.tls import tls_material_key
 
 T0 = datetime(2026, 11, 23, 17, 0, 0, tzinfo=UTC)
 URL = "https://idp.example.com/oauth2/token"
@@ -231,3 +233,16 @@ def test_many_resources_on_a_dead_endpoint_cost_about_one(n_resources: int) -> N
     assert all(c <= 65 for c in many)  # <= ~1/min whatever N (5 s, 10 s, 20 s, 40 s, then ~60 s)
     assert sum(many) <= 2 * sum(single)  # not N times as many
     assert math.isclose(many[1], single[1], rel_tol=0.2)  # deep in the outage: the same cadence
+
+
+def test_a_failure_with_one_tls_material_leaves_the_endpoint_open_to_other_material() -> None:
+    public = circuit_key(URL, tls_material_key(TLSMaterial()))
+    own_ca = circuit_key(URL, tls_material_key(TLSMaterial(ca_bundle_pem="-----BEGIN CERTIFICATE-----\n...")))
+    assert public == circuit_key(URL, tls_material_key(TLSMaterial()))  # the public CAs: one circuit for all
+    assert own_ca != public
+    assert circuit_key("https://other.example.com/token", tls_material_key(TLSMaterial())) != public
+    health = EndpointHealth()
+    health.record_failure(own_ca, EndpointUnavailable("TLS certificate verification failed"), T0)
+
+    assert not health.acquire(own_ca, T0 + timedelta(seconds=1)).allowed
+    assert health.acquire(public, T0 + timedelta(seconds=1)).allowed

@@ -207,11 +207,22 @@ async def test_an_endpoint_outage_keeps_the_token_and_backs_off() -> None:
     h = harness()
     due = await h.run(body(h))
     h.tokens.fail_with = EndpointUnavailable("connection refused")
-    h.clock.now = due
-    first = await h.run(body(h))
-    h.clock.now = first
-    second = await h.run(body(h))
-    assert (second - h.clock.now) > (first - due), "exponential backoff"
+
+    async def attempt(at: datetime) -> tuple[datetime, datetime]:
+        """Run from ``at`` until the next token request; (when it was sent, the retry it returned). The
+        resource's own retry and its endpoint circuit's are jittered by different keys: when the circuit's
+        comes later, the resource waits for it without sending anything."""
+        sent = len(h.tokens.requests)
+        while True:
+            h.clock.now = at
+            at = await h.run(body(h))
+            if len(h.tokens.requests) > sent:
+                return h.clock.now, at
+
+    sent_first, first = await attempt(due)
+    sent_second, second = await attempt(first)
+    assert len(h.tokens.requests) == 3
+    assert (second - sent_second) > (first - sent_first), "exponential backoff"
     assert h.kube.status[("ns", "r")]["consecutiveFailures"] == 2
     assert h.kube.event_reasons().count("EndpointUnavailable") == 1, "a repeated failure is said once"
     h.tokens.fail_with = None
