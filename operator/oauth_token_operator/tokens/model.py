@@ -8,8 +8,10 @@ or log line prints ``**********``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Literal
 
 from pydantic import SecretStr
@@ -27,6 +29,21 @@ class TLSMaterial:
     client_cert_pem: str | None = None
     client_key_pem: SecretStr | None = None
     insecure_skip_verify: bool = False
+
+    @cached_property
+    def digest(self) -> str:
+        """A SHA-256 digest of every TLS input: equal for equal material, and not reversible to the key.
+
+        It keys the connection pools, the discovery cache and the endpoint circuits, all asked on every token
+        request; computed once per material (a CA bundle can be hundreds of KiB), which lives as long as the
+        resolved configuration it belongs to."""
+        digest = hashlib.sha256()
+        key = self.client_key_pem.get_secret_value() if self.client_key_pem is not None else None
+        for part in (self.ca_bundle_pem, self.client_cert_pem, key):
+            data = b"\x00" if part is None else b"\x01" + part.encode()
+            digest.update(len(data).to_bytes(8, "big") + data)
+        digest.update(b"insecure" if self.insecure_skip_verify else b"verify")
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)

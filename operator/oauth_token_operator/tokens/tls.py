@@ -15,7 +15,6 @@ and the key reveals nothing of the private key it covers.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import ssl
@@ -32,14 +31,9 @@ __all__ = ["build_ssl_context", "tls_material_key"]
 
 
 def tls_material_key(tls: TLSMaterial) -> str:
-    """A SHA-256 digest of every TLS input: equal for equal material, and not reversible to the key."""
-    digest = hashlib.sha256()
-    key = tls.client_key_pem.get_secret_value() if tls.client_key_pem is not None else None
-    for part in (tls.ca_bundle_pem, tls.client_cert_pem, key):
-        data = b"\x00" if part is None else b"\x01" + part.encode()
-        digest.update(len(data).to_bytes(8, "big") + data)
-    digest.update(b"insecure" if tls.insecure_skip_verify else b"verify")
-    return digest.hexdigest()
+    """A SHA-256 digest of every TLS input: equal for equal material, and not reversible to the key
+    (:attr:`TLSMaterial.digest`, computed once per material)."""
+    return tls.digest
 
 
 def _add_ca_bundle(context: ssl.SSLContext, pem: str) -> None:
