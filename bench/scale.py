@@ -57,6 +57,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "operator"))
 
 from tests.support.envtest import EnvTest, assets_dir  # noqa: E402
+from tests.support.kube import Kube  # noqa: E402
+from tests.support.manifests import Applier, service_account_token  # noqa: E402
 from tests.support.operator_process import OperatorProcess  # noqa: E402
 
 GROUP, VERSION, PLURAL = "oauth-token-operator.dev", "v1alpha1", "oauthclientcredentials"
@@ -90,18 +92,15 @@ INSTALL_FILES = ("base/namespace.yaml", "base/serviceaccount.yaml", "rbac/cluste
 
 
 def operator_kubeconfig(env: EnvTest, api: Any, workdir: Path, auth: str) -> Path:
-    """The kubeconfig the operator runs with: envtest's admin, or the installed ServiceAccount's bound token."""
+    """The kubeconfig the operator runs with: envtest's admin, or the installed ServiceAccount's bound token
+    (the e2e install tests' helpers; valid for longer than any size's run)."""
     if auth == "admin":
         return env.kubeconfig
-    from kubernetes import client, utils
-
-    for name in INSTALL_FILES:
-        for doc in yaml.safe_load_all((REPO / "deploy" / name).read_text()):
-            utils.create_from_dict(api, doc)
-    sa = next(yaml.safe_load_all((REPO / "deploy" / "base/serviceaccount.yaml").read_text()))["metadata"]
-    request = client.CoreV1Api(api).create_namespaced_service_account_token(
-        sa["name"], sa["namespace"], {"spec": {"expirationSeconds": 4 * 3600}})
-    return env.kubeconfig_for_token(request.status.token, workdir / "operator.kubeconfig")
+    docs = [doc for name in INSTALL_FILES for doc in yaml.safe_load_all((REPO / "deploy" / name).read_text())]
+    Applier(api, workdir).apply(docs)
+    sa = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]
+    token = service_account_token(Kube(env.kubeconfig), sa["namespace"], sa["name"], expiration_seconds=4 * 3600)
+    return env.kubeconfig_for_token(token, workdir / "operator.kubeconfig")
 
 
 def log(msg: str) -> None:

@@ -176,9 +176,9 @@ def operator_command(container: Manifest, pod_name: str, process: OperatorProces
     return args, env
 
 
-def service_account_token(kube: Kube, namespace: str, name: str) -> str:
+def service_account_token(kube: Kube, namespace: str, name: str, *, expiration_seconds: int = 3600) -> str:
     """A bound token for the ServiceAccount from the TokenRequest API (what the kubelet mounts into the pod)."""
-    request = kube.core.create_namespaced_service_account_token(name, namespace,
-                                                                {"spec": {"expirationSeconds": 3600}})
+    request = kube.core.create_namespaced_service_account_token(
+        name, namespace, {"spec": {"expirationSeconds": expiration_seconds}})
     token: str = request.status.token
     return token
